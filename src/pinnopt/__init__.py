@@ -1,0 +1,45 @@
+"""pinnopt: physics-informed neural networks trained to high precision.
+
+The public API in one import::
+
+    import pinnopt as po
+    problem = po.get_problem("poisson2d")
+"""
+
+from pinnopt.config import Config, ConfigError, load_config, make_config
+from pinnopt.derivatives import Jet, jet
+from pinnopt.evaluation import Evaluator
+from pinnopt.models import MLP, ChebyKAN, build_model
+from pinnopt.objective import Objective
+from pinnopt.optim import OPTIMIZERS, build_optimizer, parse_chain, register_optimizer
+from pinnopt.problems import PROBLEMS, Box, Problem, Term, get_problem, register_problem
+from pinnopt.train import Trainer, TrainerSettings, TrainResult
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "MLP",
+    "OPTIMIZERS",
+    "PROBLEMS",
+    "Box",
+    "ChebyKAN",
+    "Config",
+    "ConfigError",
+    "Evaluator",
+    "Jet",
+    "Objective",
+    "Problem",
+    "Term",
+    "TrainResult",
+    "Trainer",
+    "TrainerSettings",
+    "build_model",
+    "build_optimizer",
+    "get_problem",
+    "jet",
+    "load_config",
+    "make_config",
+    "parse_chain",
+    "register_optimizer",
+    "register_problem",
+]

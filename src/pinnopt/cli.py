@@ -1,0 +1,152 @@
+"""``pinnopt`` command line: one command per job.
+
+Bad input (unknown problem, optimizer or key, wrong type, negative step count,
+missing file, corrupt checkpoint) prints one line naming the field and what is
+allowed, and exits with code 2 — never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pinnopt.config import ConfigError, load_config, make_config
+from pinnopt.train.checkpoint import CheckpointError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    help="Physics-informed neural networks trained to high precision.",
+)
+
+EXIT_BAD_INPUT = 2
+
+
+@app.command()
+def solve(
+    problem: Annotated[
+        str | None, typer.Argument(help="Problem name (see `pinnopt list`).")
+    ] = None,
+    optimizer: Annotated[
+        str | None, typer.Option(help="Optimizer name or chain, e.g. adam:1000,lbfgs.")
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="mlp or chebykan.")] = None,
+    width: Annotated[int | None, typer.Option(help="Hidden units per layer.")] = None,
+    depth: Annotated[int | None, typer.Option(help="Hidden layers.")] = None,
+    steps: Annotated[int | None, typer.Option(help="Step budget (all stages).")] = None,
+    time_limit: Annotated[
+        float | None, typer.Option("--time-limit", help="Wall-clock budget in seconds.")
+    ] = None,
+    lr: Annotated[float | None, typer.Option(help="Learning rate of first-order stages.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    dtype: Annotated[str | None, typer.Option(help="float64 or float32.")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML config file.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Run directory.")] = None,
+    resume: Annotated[
+        Path | None, typer.Option(help="Continue the run in this directory from its checkpoint.")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+) -> None:
+    """Train a PINN on PROBLEM and write a run directory."""
+    from pinnopt.solve import resume_config
+    from pinnopt.solve import solve as run_solve
+
+    overrides: dict[str, dict[str, Any]] = {}
+
+    def put(section: str, key: str, value: Any) -> None:
+        if value is not None:
+            overrides.setdefault(section, {})[key] = value
+
+    put("training", "steps", steps)
+    put("training", "time_limit", time_limit)
+    put("output", "quiet", True if quiet else None)
+    if resume is not None:
+        given = [problem, optimizer, model, width, depth, lr, seed, dtype, config, out]
+        if any(v is not None for v in given):
+            raise ConfigError("--resume: only --steps, --time-limit and --quiet may be changed")
+        cfg = resume_config(resume, overrides)
+    else:
+        put("problem", "name", problem)
+        put("optim", "optimizer", optimizer)
+        put("optim", "lr", lr)
+        put("model", "kind", model)
+        put("model", "width", width)
+        put("model", "depth", depth)
+        put("training", "seed", seed)
+        put("training", "dtype", dtype)
+        put("output", "out", str(out) if out is not None else None)
+        cfg = load_config(config, overrides) if config is not None else make_config(overrides)
+    metrics = run_solve(cfg, resume=resume is not None)
+    out_dir = cfg.out_dir()
+    console = Console(stderr=False)
+    console.print(
+        f"{metrics['problem']} with {metrics['optimizer']}: rel_l2 = {metrics['rel_l2']:.3e}, "
+        f"max |error| = {metrics['max_abs_error']:.3e}, loss = {metrics['final_loss']:.3e} "
+        f"after {metrics['steps']} steps in {metrics['wall_time_s']:.1f} s ({metrics['status']})"
+    )
+    console.print(
+        f"run directory: {out_dir}  (metrics.json, history.csv, loss.png, solution.png)",
+        highlight=False,
+    )
+
+
+@app.command(name="list")
+def list_components() -> None:
+    """Show problems, models, optimizers and schedulers."""
+    from pinnopt.models import ACTIVATIONS, INITIALIZERS, MODELS
+    from pinnopt.optim import OPTIMIZERS
+    from pinnopt.problems import PROBLEMS, get_problem
+    from pinnopt.train.schedulers import SCHEDULERS
+
+    console = Console()
+    table = Table(title="problems")
+    table.add_column("name")
+    table.add_column("inputs")
+    table.add_column("terms")
+    table.add_column("description")
+    for name in sorted(PROBLEMS):
+        p = get_problem(name)
+        terms = ", ".join(f"{t.name}({t.n})" for t in p.terms)
+        table.add_row(name, ",".join(p.input_names), terms, p.description)
+    console.print(table)
+    table = Table(title="optimizers")
+    table.add_column("name")
+    table.add_column("default lr")
+    table.add_column("description")
+    for name, spec in sorted(OPTIMIZERS.items()):
+        table.add_row(name, f"{spec.default_lr:g}", spec.description)
+    console.print(table)
+    console.print(f"models: {', '.join(MODELS)}")
+    console.print(f"activations: {', '.join(ACTIVATIONS)}")
+    console.print(f"initializers: {', '.join(INITIALIZERS)}")
+    console.print(f"schedulers: {', '.join(SCHEDULERS)}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the app; bad input is one line on stderr and exit code 2."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        app(args=argv or ["--help"], standalone_mode=False)
+    except (ConfigError, CheckpointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except typer.TyperException as e:  # usage errors: unknown option, wrong type, ...
+        print(f"error: {e.format_message()}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except typer.Exit as e:
+        return e.exit_code
+    except typer.Abort:
+        print("aborted", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,206 @@
+"""Run configuration: typed sections, read from TOML, validated with one-line errors.
+
+    [problem]   name, params, points (per-term counts), weights (per-term w_k)
+    [model]     kind, width, depth, activation, init, degree, fourier_features, fourier_sigma
+    [optim]     optimizer (name or chain), lr, scheduler, scheduler_options, clip_grad_norm,
+                options (per optimizer name)
+    [training]  steps, time_limit, seed, dtype, amp, patience, min_delta, eval_every,
+                log_every, checkpoint_every
+    [output]    out, quiet
+
+Every field has a default, so an empty file is a valid config (``poisson2d``).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import tomli_w
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from pinnopt.models import ACTIVATIONS, INITIALIZERS, MODELS
+from pinnopt.optim.registry import parse_chain
+from pinnopt.problems import PROBLEMS
+from pinnopt.train.schedulers import SCHEDULERS
+
+
+class ConfigError(ValueError):
+    """Bad configuration; the message names the field and what is allowed."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ProblemConfig(Section):
+    name: str = "poisson2d"
+    params: dict[str, float] = Field(default_factory=dict)
+    points: dict[str, int] = Field(default_factory=dict)
+    weights: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        if v not in PROBLEMS:
+            raise ValueError(f"unknown problem {v!r}; allowed: {', '.join(sorted(PROBLEMS))}")
+        return v
+
+    @field_validator("points")
+    @classmethod
+    def _positive(cls, v: dict[str, int]) -> dict[str, int]:
+        for k, n in v.items():
+            if n < 1:
+                raise ValueError(f"points of term {k!r} must be >= 1, got {n}")
+        return v
+
+
+class ModelConfig(Section):
+    kind: str = "mlp"
+    width: int = Field(32, ge=1)
+    depth: int = Field(2, ge=1)
+    activation: str = "tanh"
+    init: str = "xavier"
+    degree: int = Field(5, ge=1)
+    fourier_features: int = Field(0, ge=0)
+    fourier_sigma: float = Field(1.0, gt=0)
+
+    @field_validator("kind")
+    @classmethod
+    def _kind(cls, v: str) -> str:
+        return _one_of(v, MODELS, "model")
+
+    @field_validator("activation")
+    @classmethod
+    def _activation(cls, v: str) -> str:
+        return _one_of(v, ACTIVATIONS, "activation")
+
+    @field_validator("init")
+    @classmethod
+    def _init(cls, v: str) -> str:
+        return _one_of(v, INITIALIZERS, "init")
+
+
+class OptimConfig(Section):
+    optimizer: str = "adam:1000,lbfgs"
+    lr: float | None = Field(None, gt=0)
+    scheduler: str = "none"
+    scheduler_options: dict[str, Any] = Field(default_factory=dict)
+    clip_grad_norm: float | None = Field(None, gt=0)
+    options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @field_validator("optimizer")
+    @classmethod
+    def _chain(cls, v: str) -> str:
+        parse_chain(v)
+        return v
+
+    @field_validator("scheduler")
+    @classmethod
+    def _scheduler(cls, v: str) -> str:
+        return _one_of(v, SCHEDULERS, "scheduler")
+
+
+class TrainingConfig(Section):
+    steps: int = Field(5000, ge=0)
+    time_limit: float | None = Field(None, gt=0)
+    seed: int = Field(0, ge=0)
+    dtype: Literal["float64", "float32"] = "float64"
+    device: str = "cpu"
+    threads: int = Field(0, ge=0)  # CPU threads for torch; 0 keeps PyTorch's default
+    amp: bool = False
+    patience: int | None = Field(None, ge=1)
+    min_delta: float = Field(0.0, ge=0)
+    eval_every: int = Field(500, ge=1)
+    log_every: int = Field(10, ge=1)
+    checkpoint_every: int = Field(1000, ge=1)
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        if v != "cpu" and not (v == "cuda" or (v.startswith("cuda:") and v[5:].isdigit())):
+            raise ValueError(f"unknown device {v!r}; allowed: cpu, cuda, cuda:N")
+        return v
+
+
+class OutputConfig(Section):
+    out: str = ""  # empty: runs/<problem>
+    quiet: bool = False
+
+
+class Config(Section):
+    problem: ProblemConfig = Field(default_factory=ProblemConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+
+    def out_dir(self) -> Path:
+        return Path(self.output.out or f"runs/{self.problem.name}")
+
+
+def _one_of(value: str, allowed, what: str) -> str:
+    if value not in allowed:
+        raise ValueError(f"unknown {what} {value!r}; allowed: {', '.join(sorted(allowed))}")
+    return value
+
+
+def _describe(error: ValidationError) -> str:
+    """The first validation error as one line: ``field: what is wrong``."""
+    e = error.errors()[0]
+    field = ".".join(str(p) for p in e["loc"])
+    msg = e["msg"].removeprefix("Value error, ")
+    if e["type"] == "extra_forbidden":
+        section = _section_of(e["loc"][:-1])
+        allowed = ", ".join(section.model_fields) if section else ""
+        return f"{field}: unknown key; allowed: {allowed}"
+    return f"{field}: {msg}"
+
+
+def _section_of(loc: tuple) -> type[BaseModel] | None:
+    model: type[BaseModel] = Config
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        if field is None or not isinstance(field.annotation, type):
+            return None
+        if not issubclass(field.annotation, BaseModel):
+            return None
+        model = field.annotation
+    return model
+
+
+def make_config(data: dict[str, Any]) -> Config:
+    """Validate a nested dict (as read from TOML) into a Config; ConfigError on bad input."""
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_describe(e)) from None
+
+
+def load_config(path: str | Path, overrides: dict[str, dict[str, Any]] | None = None) -> Config:
+    """Read a TOML config file and apply ``overrides`` (section -> key -> value)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
+    return make_config(merge(data, overrides or {}))
+
+
+def merge(data: dict[str, Any], overrides: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Copy of ``data`` with ``overrides`` applied section by section."""
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
+    for section, values in overrides.items():
+        current = out.get(section, {})
+        if not isinstance(current, dict):
+            raise ConfigError(f"{section}: must be a table")
+        out[section] = {**current, **values}
+    return out
+
+
+def dump_config(config: Config) -> str:
+    """The fully resolved config as TOML (fields that are None are left out)."""
+    return tomli_w.dumps(config.model_dump(exclude_none=True))

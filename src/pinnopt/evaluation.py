@@ -1,0 +1,34 @@
+"""Error of a model against a problem's exact or reference solution."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from pinnopt.problems.base import Problem
+
+
+class Evaluator:
+    """Relative L2 and max-abs error on the problem's fixed evaluation points.
+
+    rel_l2 = ‖u_θ - u*‖₂ / ‖u*‖₂ over the points. The reference u* is computed
+    once (float64), which matters when it comes from quadrature (Burgers).
+    """
+
+    def __init__(self, problem: Problem, points: Tensor | None = None) -> None:
+        self.points = problem.evaluation_points() if points is None else points
+        self.reference = problem.exact(self.points).to(torch.float64)
+
+    @torch.no_grad()
+    def predict(self, model: nn.Module, chunk: int = 65536) -> Tensor:
+        p = next(model.parameters())
+        x = self.points.to(dtype=p.dtype, device=p.device)
+        out = [model(x[i : i + chunk])[:, 0] for i in range(0, len(x), chunk)]
+        return torch.cat(out).to(device="cpu", dtype=torch.float64)
+
+    def __call__(self, model: nn.Module) -> dict[str, float]:
+        err = self.predict(model) - self.reference
+        return {
+            "rel_l2": float(err.norm() / self.reference.norm()),
+            "max_abs_error": float(err.abs().max()),
+        }

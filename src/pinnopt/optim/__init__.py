@@ -1,0 +1,21 @@
+"""Optimizers by name for the CLI, the config and Python."""
+
+from pinnopt.optim.registry import (
+    OPTIMIZERS,
+    OptimizerSpec,
+    Stage,
+    build_optimizer,
+    get_optimizer_spec,
+    parse_chain,
+    register_optimizer,
+)
+
+__all__ = [
+    "OPTIMIZERS",
+    "OptimizerSpec",
+    "Stage",
+    "build_optimizer",
+    "get_optimizer_spec",
+    "parse_chain",
+    "register_optimizer",
+]

@@ -1,0 +1,139 @@
+"""Optimizers by name, and chains of them (``adam:2000,lbfgs``).
+
+One registry maps a config name to a factory ``factory(params, lr, **options)``;
+the trainer never branches on names. ``closure`` marks optimizers whose
+``step`` needs a closure that re-evaluates the loss (L-BFGS).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import torch
+from torch.optim import Optimizer
+
+from pinnopt.optim.lbfgs import LBFGS
+
+Factory = Callable[..., Optimizer]
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    name: str
+    factory: Factory
+    default_lr: float
+    closure: bool
+    description: str
+
+
+OPTIMIZERS: dict[str, OptimizerSpec] = {}
+
+
+def register_optimizer(
+    name: str, default_lr: float, closure: bool = False, description: str = ""
+) -> Callable[[Factory], Factory]:
+    """Decorator adding ``factory(params, lr, **options)`` to the registry under ``name``."""
+
+    def add(factory: Factory) -> Factory:
+        if name in OPTIMIZERS:
+            raise ValueError(f"optimizer {name!r} is already registered")
+        OPTIMIZERS[name] = OptimizerSpec(name, factory, default_lr, closure, description)
+        return factory
+
+    return add
+
+
+def get_optimizer_spec(name: str) -> OptimizerSpec:
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}; allowed: {', '.join(sorted(OPTIMIZERS))}")
+    return OPTIMIZERS[name]
+
+
+def build_optimizer(
+    name: str, params: Iterable[torch.Tensor], lr: float | None = None, **options
+) -> Optimizer:
+    """Build the optimizer ``name``; ``lr=None`` takes its default learning rate."""
+    spec = get_optimizer_spec(name)
+    try:
+        return spec.factory(params, lr=spec.default_lr if lr is None else lr, **options)
+    except TypeError as e:  # unknown keyword option
+        raise ValueError(f"bad option for optimizer {name}: {e}") from None
+
+
+@register_optimizer("adam", 1e-3, description="Adam (torch.optim.Adam)")
+def _adam(params, lr, **options):
+    return torch.optim.Adam(params, lr=lr, **options)
+
+
+@register_optimizer("adamw", 1e-3, description="AdamW, decoupled weight decay")
+def _adamw(params, lr, **options):
+    return torch.optim.AdamW(params, lr=lr, **options)
+
+
+@register_optimizer("sgd", 1e-3, description="SGD with optional momentum")
+def _sgd(params, lr, **options):
+    return torch.optim.SGD(params, lr=lr, **options)
+
+
+@register_optimizer("rmsprop", 1e-3, description="RMSprop")
+def _rmsprop(params, lr, **options):
+    return torch.optim.RMSprop(params, lr=lr, **options)
+
+
+@register_optimizer("adagrad", 1e-2, description="Adagrad")
+def _adagrad(params, lr, **options):
+    return torch.optim.Adagrad(params, lr=lr, **options)
+
+
+# L-BFGS for PINNs: strong-Wolfe line search, a long history, and tolerances that
+# (on the rescaled loss of pinnopt's LBFGS) act relative to the loss.
+LBFGS_DEFAULTS = {
+    "history_size": 100,
+    "line_search_fn": "strong_wolfe",
+    "tolerance_grad": 1e-12,
+    "tolerance_change": 1e-14,
+}
+
+
+@register_optimizer(
+    "lbfgs", 1.0, closure=True, description="L-BFGS, strong Wolfe, loss rescaled for precision"
+)
+def _lbfgs(params, lr, **options):
+    return LBFGS(params, lr=lr, **{**LBFGS_DEFAULTS, **options})
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One optimizer of a chain and its step count (``None``: the rest of the budget)."""
+
+    optimizer: str
+    steps: int | None = None
+
+
+def parse_chain(text: str) -> list[Stage]:
+    """Parse ``"adam:2000,lbfgs"`` into stages; ValueError names what is wrong."""
+    stages = []
+    parts = [p.strip() for p in text.split(",")]
+    if not text.strip() or any(not p for p in parts):
+        raise ValueError(f"optimizer chain {text!r} has an empty entry; use e.g. 'adam:2000,lbfgs'")
+    for i, part in enumerate(parts):
+        name, _, count = part.partition(":")
+        name = name.strip()
+        get_optimizer_spec(name)
+        steps = None
+        if count:
+            try:
+                steps = int(count)
+            except ValueError:
+                raise ValueError(
+                    f"optimizer chain {text!r}: step count {count!r} of {name} is not an integer"
+                ) from None
+            if steps < 1:
+                raise ValueError(f"optimizer chain {text!r}: step count of {name} must be >= 1")
+        elif i < len(parts) - 1:
+            raise ValueError(
+                f"optimizer chain {text!r}: every stage but the last needs a step count ({name}:N)"
+            )
+        stages.append(Stage(name, steps))
+    return stages

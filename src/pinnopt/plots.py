@@ -1,0 +1,96 @@
+"""Plots of a run: the loss history and the solution against its reference."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from pinnopt.problems.base import Problem  # noqa: E402
+
+
+def plot_loss(history: list[dict], path: str | Path) -> None:
+    """Loss and per-term losses against step (log scale), with rel_l2 where evaluated."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    steps = [r["step"] for r in history]
+    keys = ["loss"] + sorted({k for r in history for k in r if k.startswith("loss_")})
+    for key in keys:
+        pts = [(r["step"], r[key]) for r in history if key in r and r[key] > 0]
+        if pts:
+            ax.semilogy(*zip(*pts), label=key, lw=2 if key == "loss" else 1)
+    errs = [(r["step"], r["rel_l2"]) for r in history if "rel_l2" in r]
+    if errs:
+        ax.semilogy(*zip(*errs), "k--o", ms=3, label="rel_l2")
+    stages = [(r["step"], r.get("stage")) for r in history]
+    for (_, a), (s1, b) in zip(stages, stages[1:]):
+        if a != b and b is not None:
+            ax.axvline(s1, color="grey", ls=":", lw=1)
+            ax.text(s1, ax.get_ylim()[1], f" {b}", va="top", fontsize=8, color="grey")
+    ax.set_xlabel("step")
+    ax.set_xlim(0, max(steps[-1], 1) if steps else 1)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _slice_points(problem: Problem, n: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """An n×n grid over the first two coordinates, the others at the box centre."""
+    box = problem.domain
+    lo, hi = box.lower, box.upper
+    a = torch.linspace(lo[0], hi[0], n, dtype=torch.float64)
+    b = torch.linspace(lo[1], hi[1], n, dtype=torch.float64)
+    ga, gb = torch.meshgrid(a, b, indexing="ij")
+    x = torch.empty(n * n, box.dim, dtype=torch.float64)
+    for i in range(box.dim):
+        x[:, i] = 0.5 * (lo[i] + hi[i])
+    x[:, 0], x[:, 1] = ga.reshape(-1), gb.reshape(-1)
+    return x, (n, n)
+
+
+@torch.no_grad()
+def plot_solution(model: nn.Module, problem: Problem, path: str | Path, n: int = 128) -> None:
+    """Prediction, reference and |error|: curves in 1-D, maps over a 2-D slice otherwise."""
+    p = next(model.parameters())
+    if problem.dim == 1:
+        x = problem.domain.grid(512)
+        pred = model(x.to(p.device, p.dtype))[:, 0].double().cpu()
+        ref = problem.exact(x)
+        fig, (a0, a1) = plt.subplots(1, 2, figsize=(10, 3.8))
+        xs = x[:, 0].numpy()
+        a0.plot(xs, ref.numpy(), "k", lw=2, label="reference")
+        a0.plot(xs, pred.numpy(), "r--", label="prediction")
+        a0.legend()
+        a0.set_xlabel(problem.input_names[0])
+        a1.semilogy(xs, (pred - ref).abs().clamp_min(1e-300).numpy())
+        a1.set_title("|error|")
+        a1.set_xlabel(problem.input_names[0])
+    else:
+        x, shape = _slice_points(problem, n)
+        pred = model(x.to(p.device, p.dtype))[:, 0].double().cpu().reshape(shape)
+        ref = problem.exact(x).reshape(shape)
+        err = (pred - ref).abs()
+        extent = [problem.domain.lower[0], problem.domain.upper[0]]
+        extent += [problem.domain.lower[1], problem.domain.upper[1]]
+        fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+        titles = ["prediction", "reference", "|error|"]
+        for ax, field, title in zip(axes, [pred, ref, err], titles):
+            im = ax.imshow(field.T.numpy(), origin="lower", extent=extent, aspect="auto", cmap="viridis")
+            fig.colorbar(im, ax=ax)
+            ax.set_title(title)
+            ax.set_xlabel(problem.input_names[0])
+            ax.set_ylabel(problem.input_names[1])
+        if problem.dim > 2:
+            fig.suptitle(f"slice through the centre of {problem.name} (other coordinates fixed)")
+    rel = float((pred - ref).norm() / ref.norm()) if float(ref.norm()) > 0 else math.nan
+    fig.text(0.01, 0.01, f"{problem.name}: rel_l2 on this plot {rel:.2e}", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

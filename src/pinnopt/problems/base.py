@@ -1,0 +1,186 @@
+"""Problems: a domain, named residual terms and an exact or reference solution.
+
+A problem is data, not a class hierarchy: a :class:`Box` to sample from, a list
+of :class:`Term` (each a sampler plus a residual function of the network's jet)
+and a function giving the exact or reference solution. The objective
+(:mod:`pinnopt.objective`) turns the terms into a least-squares problem.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from pinnopt.derivatives import Jet
+
+Sampler = Callable[[int, torch.Generator], Tensor]
+Residual = Callable[[Jet, Tensor], Tensor]
+
+
+class Box:
+    """The axis-aligned box [lower, upper] ⊂ R^d with uniform samplers (float64)."""
+
+    def __init__(self, lower: Sequence[float], upper: Sequence[float]) -> None:
+        if len(lower) != len(upper) or len(lower) == 0:
+            raise ValueError("lower and upper must be non-empty and of the same length")
+        if not all(math.isfinite(v) for v in (*lower, *upper)):
+            raise ValueError("box bounds must be finite")
+        if any(hi <= lo for lo, hi in zip(lower, upper)):
+            raise ValueError("upper must exceed lower in every coordinate")
+        self.lower = tuple(float(v) for v in lower)
+        self.upper = tuple(float(v) for v in upper)
+
+    @property
+    def dim(self) -> int:
+        return len(self.lower)
+
+    def _uniform(self, n: int, g: torch.Generator) -> Tensor:
+        lo = torch.tensor(self.lower, dtype=torch.float64)
+        hi = torch.tensor(self.upper, dtype=torch.float64)
+        return lo + (hi - lo) * torch.rand(n, self.dim, generator=g, dtype=torch.float64)
+
+    def interior(self, n: int, g: torch.Generator) -> Tensor:
+        """n points uniform in the box."""
+        return self._uniform(n, g)
+
+    def boundary(self, dims: Sequence[int] | None = None) -> Sampler:
+        """Sampler of points uniform on the faces x_i = lower_i or upper_i, i in ``dims``.
+
+        The n points are shared among the 2·len(dims) faces in proportion to their
+        measure (largest remainder, so every face gets its share deterministically);
+        positions within each face are uniform.
+        """
+        dims = tuple(range(self.dim)) if dims is None else tuple(dims)
+        for i in dims:
+            if not 0 <= i < self.dim:
+                raise ValueError(f"boundary dims must be in [0, {self.dim}), got {i}")
+        sides = [hi - lo for lo, hi in zip(self.lower, self.upper)]
+        faces = [(i, v) for i in dims for v in (self.lower[i], self.upper[i])]
+        measure = [math.prod(s for j, s in enumerate(sides) if j != i) for i, _ in faces]
+        share = [m / sum(measure) for m in measure]
+
+        def sample(n: int, g: torch.Generator) -> Tensor:
+            counts = [int(n * p) for p in share]
+            by_remainder = sorted(range(len(faces)), key=lambda k: n * share[k] - counts[k])
+            for k in reversed(by_remainder[len(faces) - (n - sum(counts)) :]):
+                counts[k] += 1
+            x = self._uniform(n, g)
+            start = 0
+            for (i, value), c in zip(faces, counts):
+                x[start : start + c, i] = value
+                start += c
+            return x
+
+        return sample
+
+    def face(self, dim: int, side: str) -> Sampler:
+        """Sampler of points uniform on the face x_dim = lower (``side="lower"``) or upper."""
+        if not 0 <= dim < self.dim:
+            raise ValueError(f"dim must be in [0, {self.dim}), got {dim}")
+        if side not in ("lower", "upper"):
+            raise ValueError(f"side must be 'lower' or 'upper', got {side!r}")
+        value = self.lower[dim] if side == "lower" else self.upper[dim]
+
+        def sample(n: int, g: torch.Generator) -> Tensor:
+            x = self._uniform(n, g)
+            x[:, dim] = value
+            return x
+
+        return sample
+
+    def grid(self, n_per_dim: int) -> Tensor:
+        """Tensor-product grid with ``n_per_dim`` points per axis (ends included), float64."""
+        axes = [
+            torch.linspace(lo, hi, n_per_dim, dtype=torch.float64)
+            for lo, hi in zip(self.lower, self.upper)
+        ]
+        mesh = torch.meshgrid(*axes, indexing="ij")
+        return torch.stack([m.reshape(-1) for m in mesh], dim=1)
+
+
+@dataclass
+class Term:
+    """One residual term r_k(x; θ), evaluated at ``n`` points drawn by ``sampler``.
+
+    ``order`` is the highest input-derivative order the residual reads from the jet
+    (0: value only, 1: gradient, 2: Hessian diagonal); lower orders are cheaper.
+    """
+
+    name: str
+    sampler: Sampler
+    residual: Residual
+    order: int = 2
+    n: int = 1000
+    weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.order not in (0, 1, 2):
+            raise ValueError(f"term {self.name!r}: order must be 0, 1 or 2, got {self.order}")
+        if self.n < 1:
+            raise ValueError(f"term {self.name!r}: n must be >= 1, got {self.n}")
+        if self.weight < 0:
+            raise ValueError(f"term {self.name!r}: weight must be >= 0, got {self.weight}")
+
+
+@dataclass
+class Problem:
+    """A PDE on a box: residual terms plus the exact (or reference) solution u*(x).
+
+    ``exact`` maps points (N, d) float64 to values (N,) float64. ``input_names``
+    label the coordinates in plots and tables (e.g. ``("x", "t")``).
+    """
+
+    name: str
+    domain: Box
+    terms: list[Term]
+    exact: Callable[[Tensor], Tensor]
+    input_names: tuple[str, ...] = ()
+    description: str = ""
+    eval_grid: int = 0  # points per axis of the evaluation grid; 0 picks by dimension
+    eval_random: int = 20000  # random evaluation points when the dimension exceeds 2
+    params: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        names = [t.name for t in self.terms]
+        if len(set(names)) != len(names):
+            raise ValueError(f"problem {self.name!r}: term names must be unique, got {names}")
+        if not self.input_names:
+            self.input_names = tuple(f"x{i}" for i in range(self.dim))
+
+    @property
+    def dim(self) -> int:
+        return self.domain.dim
+
+    def term(self, name: str) -> Term:
+        for t in self.terms:
+            if t.name == name:
+                return t
+        raise KeyError(name)
+
+    def sample(
+        self, generator: torch.Generator, counts: dict[str, int] | None = None
+    ) -> dict[str, Tensor]:
+        """Collocation points of every term (float64), ``counts`` overriding the defaults."""
+        counts = counts or {}
+        unknown = set(counts) - {t.name for t in self.terms}
+        if unknown:
+            allowed = [t.name for t in self.terms]
+            raise ValueError(
+                f"unknown term(s) {sorted(unknown)} for {self.name}; allowed: {allowed}"
+            )
+        for name, n in counts.items():
+            if n < 1:
+                raise ValueError(f"points of term {name!r} must be >= 1, got {n}")
+        return {t.name: t.sampler(counts.get(t.name, t.n), generator) for t in self.terms}
+
+    def evaluation_points(self) -> Tensor:
+        """Fixed points where the error against the exact solution is measured (float64)."""
+        if self.dim <= 2:
+            n = self.eval_grid or (1001 if self.dim == 1 else 101)
+            return self.domain.grid(n)
+        g = torch.Generator().manual_seed(12345)
+        return self.domain.interior(self.eval_random, g)

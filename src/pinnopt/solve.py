@@ -1,0 +1,173 @@
+"""The solve job: config → problem + model + objective → optimizers → trainer → run directory.
+
+A run directory holds ``config.toml`` (fully resolved), ``metrics.json``,
+``history.csv``, ``loss.png``, ``solution.png`` and ``checkpoint.pt``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pinnopt.config import Config, ConfigError, dump_config, load_config
+from pinnopt.evaluation import Evaluator
+from pinnopt.models import build_model
+from pinnopt.objective import Objective
+from pinnopt.optim.registry import build_optimizer, get_optimizer_spec, parse_chain
+from pinnopt.plots import plot_loss, plot_solution
+from pinnopt.problems import get_problem
+from pinnopt.train.checkpoint import load_checkpoint
+from pinnopt.train.schedulers import build_scheduler
+from pinnopt.train.trainer import CHECKPOINT_NAME, Trainer, TrainerSettings, TrainResult
+
+DTYPES = {"float64": torch.float64, "float32": torch.float32}
+
+
+def _field(name: str, fn, *args, **kwargs):
+    """Call ``fn``; a ValueError becomes a ConfigError naming the config field."""
+    try:
+        return fn(*args, **kwargs)
+    except ConfigError:
+        raise
+    except ValueError as e:
+        raise ConfigError(f"{name}: {e}") from None
+
+
+def build_trainer(config: Config, out_dir: Path | None = None) -> Trainer:
+    """Everything a run needs, from a validated config; ConfigError names a bad field."""
+    t = config.training
+    if t.threads:
+        torch.set_num_threads(t.threads)
+    torch.manual_seed(t.seed)
+    if t.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"training.device: {t.device} requested but CUDA is not available")
+    device = torch.device(t.device)
+    dtype = DTYPES[t.dtype]
+    problem = _field("problem.params", get_problem, config.problem.name, **config.problem.params)
+    m = config.model
+    model = _field(
+        "model",
+        build_model,
+        m.kind,
+        problem.dim,
+        problem.domain.lower,
+        problem.domain.upper,
+        width=m.width,
+        depth=m.depth,
+        activation=m.activation,
+        init=m.init,
+        degree=m.degree,
+        fourier_features=m.fourier_features,
+        fourier_sigma=m.fourier_sigma,
+        seed=t.seed,
+    ).to(device=device, dtype=dtype)
+    generator = torch.Generator().manual_seed(t.seed)
+    points = _field("problem.points", problem.sample, generator, config.problem.points)
+    points = {k: v.to(device=device, dtype=dtype) for k, v in points.items()}
+    objective = _field("problem.weights", Objective, problem, model, points, config.problem.weights)
+    o = config.optim
+    settings = _field(
+        "training",
+        TrainerSettings,
+        steps=t.steps,
+        time_limit=t.time_limit,
+        lr=o.lr,
+        optimizer_options=o.options,
+        scheduler=o.scheduler,
+        scheduler_options=o.scheduler_options,
+        clip_grad_norm=o.clip_grad_norm,
+        amp=t.amp,
+        patience=t.patience,
+        min_delta=t.min_delta,
+        eval_every=t.eval_every,
+        log_every=t.log_every,
+        checkpoint_every=t.checkpoint_every,
+        quiet=config.output.quiet,
+    )
+    stages = parse_chain(o.optimizer)
+    trainer = _field(
+        "optim", Trainer, objective, stages, settings, Evaluator(problem), out_dir=out_dir
+    )
+    # fail now, not after training, on bad optimizer or scheduler options
+    for stage in stages:
+        _field(f"optim.options.{stage.optimizer}", _probe_stage, trainer, stage.optimizer)
+    return trainer
+
+
+def _probe_stage(trainer: Trainer, name: str) -> None:
+    s = trainer.settings
+    spec = get_optimizer_spec(name)
+    opt = build_optimizer(name, trainer.params, None, **s.optimizer_options.get(name, {}))
+    if not spec.closure:
+        build_scheduler(s.scheduler, opt, max(s.steps, 1), **s.scheduler_options)
+
+
+def write_history(history: list[dict[str, Any]], path: Path) -> None:
+    keys: list[str] = []
+    for row in history:
+        keys += [k for k in row if k not in keys]
+    first = ["step", "time", "stage", "lr", "loss"]
+    keys = [k for k in first if k in keys] + [k for k in keys if k not in first]
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(history)
+
+
+def metrics_of(config: Config, trainer: Trainer, result: TrainResult) -> dict[str, Any]:
+    n_params = sum(p.numel() for p in trainer.params)
+    return {
+        "problem": config.problem.name,
+        "optimizer": config.optim.optimizer,
+        "model": config.model.kind,
+        "n_params": n_params,
+        "dtype": config.training.dtype,
+        "seed": config.training.seed,
+        "status": result.status,
+        "steps": result.steps,
+        "wall_time_s": round(result.wall_time_s, 3),
+        "final_loss": result.final_loss,
+        "loss_terms": result.loss_terms,
+        "rel_l2": result.rel_l2,
+        "max_abs_error": result.max_abs_error,
+    }
+
+
+def solve(config: Config, resume: bool = False) -> dict[str, Any]:
+    """Run ``config``; with ``resume`` continue from the checkpoint in its run directory."""
+    out = config.out_dir()
+    trainer = build_trainer(config, out)
+    if resume:
+        trainer.load_state_dict(load_checkpoint(out / CHECKPOINT_NAME))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.toml").write_text(dump_config(config))
+    result = trainer.fit()
+    metrics = metrics_of(config, trainer, result)
+    (out / "metrics.json").write_text(json.dumps(_finite(metrics), indent=2) + "\n")
+    write_history(result.history, out / "history.csv")
+    plot_loss(result.history, out / "loss.png")
+    plot_solution(trainer.model, trainer.objective.problem, out / "solution.png")
+    return metrics
+
+
+def resume_config(run_dir: str | Path, overrides: dict[str, dict[str, Any]]) -> Config:
+    """The config of an earlier run, with ``overrides``, writing back to the same directory."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ConfigError(f"--resume: no run directory {run_dir}")
+    overrides = {**overrides, "output": {**overrides.get("output", {}), "out": str(run_dir)}}
+    return load_config(run_dir / "config.toml", overrides)
+
+
+def _finite(obj):
+    """JSON has no NaN/Inf: write them as null."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    return obj

@@ -1,0 +1,449 @@
+"""The training loop: a chain of optimizers over one objective.
+
+The trainer knows the objective contract and the optimizer registry, nothing
+else: ``adam:2000,lbfgs`` runs Adam for 2000 steps, then L-BFGS for the rest of
+the step budget. First-order stages get gradient clipping, AMP and a learning
+rate schedule; closure optimizers (L-BFGS) get a closure that re-evaluates the
+loss. A step is one optimizer iteration; L-BFGS runs ``closure_iterations``
+iterations per call and the trainer counts each; a closure stage ends early when
+the optimizer stops short of its iterations (its own tolerances are met) or
+the loss no longer decreases.
+
+Stops: step budget, wall-clock budget, early stopping, a converged closure
+optimizer, a callback asking to stop, Ctrl-C, or a non-finite loss. On a
+non-finite loss the model is put back to the last parameters with a finite
+loss and the last good checkpoint on disk is left untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from pinnopt.evaluation import Evaluator
+from pinnopt.objective import Objective
+from pinnopt.optim.registry import Stage, build_optimizer, get_optimizer_spec
+from pinnopt.train.checkpoint import CheckpointError, save_checkpoint
+from pinnopt.train.schedulers import build_scheduler, scheduler_step
+
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+@dataclass
+class TrainerSettings:
+    """How long and how to train; see the module docstring."""
+
+    steps: int = 5000
+    time_limit: float | None = None  # seconds of wall time for this call of fit()
+    lr: float | None = None  # first-order learning rate; None: each optimizer's default
+    optimizer_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    scheduler: str = "none"
+    scheduler_options: dict[str, Any] = field(default_factory=dict)
+    clip_grad_norm: float | None = None
+    amp: bool = False
+    patience: int | None = None  # early stopping: steps without improvement
+    min_delta: float = 0.0  # early stopping: improvement that counts
+    eval_every: int = 500
+    log_every: int = 10
+    checkpoint_every: int = 1000
+    closure_iterations: int = 20
+    quiet: bool = False
+
+    def __post_init__(self) -> None:
+        if self.steps < 0:
+            raise ValueError(f"steps must be >= 0, got {self.steps}")
+        if self.time_limit is not None and self.time_limit <= 0:
+            raise ValueError(f"time_limit must be > 0 seconds, got {self.time_limit}")
+        if self.lr is not None and not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.clip_grad_norm is not None and not self.clip_grad_norm > 0:
+            raise ValueError(f"clip_grad_norm must be > 0, got {self.clip_grad_norm}")
+        if self.patience is not None and self.patience < 1:
+            raise ValueError(f"patience must be >= 1, got {self.patience}")
+        for name in ("eval_every", "log_every", "checkpoint_every", "closure_iterations"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+@dataclass
+class TrainState:
+    """What callbacks see after every step."""
+
+    step: int
+    stage: str
+    loss: float
+    elapsed: float
+    trainer: Trainer
+
+
+@dataclass
+class TrainResult:
+    status: str  # completed | converged | time_limit | early_stopping | stopped | interrupted | nan
+    steps: int
+    wall_time_s: float
+    final_loss: float
+    loss_terms: dict[str, float]
+    rel_l2: float
+    max_abs_error: float
+    history: list[dict[str, float | str]]
+
+
+def stage_bounds(stages: list[Stage], total: int) -> list[tuple[int, int]]:
+    """[start, end) step range of each stage inside a budget of ``total`` steps."""
+    bounds, start = [], 0
+    for stage in stages:
+        end = total if stage.steps is None else min(start + stage.steps, total)
+        bounds.append((start, end))
+        start = end
+    return bounds
+
+
+class Trainer:
+    """Runs a chain of optimizers on an objective; writes checkpoints to ``out_dir``."""
+
+    def __init__(
+        self,
+        objective: Objective,
+        stages: list[Stage],
+        settings: TrainerSettings | None = None,
+        evaluator: Evaluator | None = None,
+        out_dir: str | Path | None = None,
+        callbacks: list[Callable[[TrainState], bool | None]] | None = None,
+    ) -> None:
+        if not stages:
+            raise ValueError("at least one optimizer stage is needed")
+        self.objective = objective
+        self.model = objective.model
+        self.stages = stages
+        self.settings = settings or TrainerSettings()
+        self.evaluator = evaluator
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.callbacks = callbacks or []
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.device = self.params[0].device
+        self.dtype = self.params[0].dtype
+        s = self.settings
+        if s.amp and self.dtype != torch.float32:
+            raise ValueError("amp needs dtype float32 (float64 runs are not autocast)")
+        for stage in stages:
+            if s.amp and get_optimizer_spec(stage.optimizer).closure:
+                raise ValueError(f"amp is not supported with closure optimizer {stage.optimizer}")
+        self.bounds = stage_bounds(stages, s.steps)
+        # progress of the run, all saved in checkpoints
+        self.step = 0
+        self.stage_index = 0
+        self.elapsed = 0.0
+        self.history: list[dict[str, float | str]] = []
+        self.best_loss = math.inf
+        self.bad_steps = 0
+        self.prev_loss = math.inf
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.scheduler = None
+        self.scaler = torch.amp.GradScaler("cuda", enabled=s.amp and self.device.type == "cuda")
+        self._pending_state: dict[str, Any] | None = None
+        self._good = [p.detach().clone() for p in self.params]
+        self._checkpoint_due = False
+        self._closure_converged = False
+
+    # ------------------------------------------------------------------ building
+
+    def _current_stage(self) -> Stage:
+        return self.stages[self.stage_index]
+
+    def _build_stage(self) -> None:
+        stage = self._current_stage()
+        spec = get_optimizer_spec(stage.optimizer)
+        options = dict(self.settings.optimizer_options.get(stage.optimizer, {}))
+        lr = None if spec.closure else self.settings.lr
+        self.optimizer = build_optimizer(stage.optimizer, self.params, lr, **options)
+        self.scheduler = None
+        if not spec.closure:
+            start, end = self.bounds[self.stage_index]
+            self.scheduler = build_scheduler(
+                self.settings.scheduler,
+                self.optimizer,
+                end - start,
+                **self.settings.scheduler_options,
+            )
+        if self._pending_state is not None:
+            state, self._pending_state = self._pending_state, None
+            self.optimizer.load_state_dict(state["optimizer"])
+            if self.scheduler is not None and state["scheduler"] is not None:
+                self.scheduler.load_state_dict(state["scheduler"])
+
+    def _autocast(self):
+        if not self.settings.amp:
+            return contextlib.nullcontext()
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.float16)
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+
+    # ------------------------------------------------------------------ steps
+
+    def _first_order_step(self) -> tuple[float, dict[str, float], int]:
+        opt = self.optimizer
+        opt.zero_grad(set_to_none=True)
+        with self._autocast():
+            loss, parts = self.objective.loss_terms()
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            return value, {}, 0
+        self._on_finite_loss()
+        self.scaler.scale(loss).backward()
+        if self.settings.clip_grad_norm is not None:
+            self.scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(self.params, self.settings.clip_grad_norm)
+        self.scaler.step(opt)
+        self.scaler.update()
+        scheduler_step(self.scheduler, value)
+        return value, {k: float(v.detach()) for k, v in parts.items()}, 1
+
+    def _closure_step(self, end: int) -> tuple[float, dict[str, float], int]:
+        opt = self.optimizer
+        first: dict[str, float] = {}
+        group = opt.param_groups[0]
+        offset = (self.step - self.bounds[self.stage_index][0]) % self.settings.closure_iterations
+        chunk = min(self.settings.closure_iterations - offset, end - self.step)
+        if "max_iter" in group:
+            group["max_iter"] = chunk
+            group["max_eval"] = chunk * 25  # room for line searches: never the reason to stop
+
+        def closure() -> torch.Tensor:
+            opt.zero_grad(set_to_none=True)
+            loss, parts = self.objective.loss_terms()
+            if not first:
+                first.update({k: float(v.detach()) for k, v in parts.items()})
+            loss.backward()
+            return loss
+
+        state = opt.state[self.params[0]]
+        before = state.get("n_iter", 0)
+        value = float(closure().detach())  # check the starting point before the optimizer moves
+        if not math.isfinite(value):
+            return value, {}, 0
+        self._on_finite_loss()
+        opt.step(closure)
+        done = state.get("n_iter", before + 1) - before
+        # fewer iterations than asked: the optimizer met its own tolerances
+        self._closure_converged = done < chunk
+        return value, first, done
+
+    def _remember_good(self) -> None:
+        with torch.no_grad():
+            for g, p in zip(self._good, self.params):
+                g.copy_(p)
+
+    def _on_finite_loss(self) -> None:
+        """The parameters have a finite loss: remember them and checkpoint if one is due.
+
+        Checkpointing here, before the update, means a checkpoint never holds
+        parameters whose loss was not seen to be finite.
+        """
+        self._remember_good()
+        if self._checkpoint_due:
+            self._checkpoint_due = False
+            self.save()
+
+    def _restore_good(self) -> None:
+        with torch.no_grad():
+            for g, p in zip(self._good, self.params):
+                p.copy_(g)
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict() if self.optimizer else None,
+            "scheduler": self.scheduler.state_dict() if self.scheduler else None,
+            "scaler": self.scaler.state_dict(),
+            "points": {k: v.detach().cpu() for k, v in self.objective.points.items()},
+            "stages": [(s.optimizer, s.steps) for s in self.stages],
+            "step": self.step,
+            "stage_index": self.stage_index,
+            "elapsed": self.elapsed,
+            "history": self.history,
+            "best_loss": self.best_loss,
+            "bad_steps": self.bad_steps,
+            "prev_loss": self.prev_loss,
+            "rng": torch.get_rng_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from a checkpoint of the same configuration."""
+        stages = [tuple(s) for s in state.get("stages", [])]
+        if stages != [(s.optimizer, s.steps) for s in self.stages]:
+            raise CheckpointError(f"checkpoint was written by optimizer chain {stages}")
+        try:
+            self.model.load_state_dict(state["model"])
+        except (RuntimeError, KeyError) as e:
+            raise CheckpointError(f"checkpoint does not match the model: {e}") from None
+        for k, v in state["points"].items():
+            self.objective.points[k] = v.to(device=self.device, dtype=self.dtype)
+        self.step = int(state["step"])
+        self.stage_index = int(state["stage_index"])
+        self.elapsed = float(state["elapsed"])
+        self.history = list(state["history"])
+        self.best_loss = float(state["best_loss"])
+        self.bad_steps = int(state["bad_steps"])
+        self.prev_loss = float(state["prev_loss"])
+        self.scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["rng"])
+        self.optimizer = None
+        if state["optimizer"] is not None:
+            self._pending_state = {"optimizer": state["optimizer"], "scheduler": state["scheduler"]}
+        self._remember_good()
+
+    def save(self) -> None:
+        if self.out_dir is not None:
+            save_checkpoint(self.out_dir / CHECKPOINT_NAME, self.state_dict())
+
+    # ------------------------------------------------------------------ loop
+
+    def _log(self, loss: float, parts: dict[str, float], errors: dict[str, float] | None) -> None:
+        row: dict[str, float | str] = {
+            "step": self.step,
+            "time": round(self.elapsed, 4),
+            "stage": self._current_stage().optimizer,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "loss": loss,
+        }
+        row.update({f"loss_{k}": v for k, v in parts.items()})
+        row.update(errors or {})
+        self.history.append(row)
+
+    def _early_stop(self, loss: float) -> bool:
+        if self.settings.patience is None:
+            return False
+        if loss < self.best_loss - self.settings.min_delta:
+            self.best_loss, self.bad_steps = loss, 0
+        else:
+            self.bad_steps += 1
+        return self.bad_steps >= self.settings.patience
+
+    def _progress(self) -> Progress:
+        return Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]:.3e}"),
+            TimeElapsedColumn(),
+            disable=self.settings.quiet,
+            transient=False,
+        )
+
+    def fit(self) -> TrainResult:
+        """Train until a stop condition; returns the final errors and the history."""
+        s = self.settings
+        status = "completed"
+        start = time.perf_counter()
+        elapsed0 = self.elapsed
+        next_log, next_eval = self.step, self.step
+        last_ckpt = self.step // s.checkpoint_every
+        with self._progress() as progress:
+            task = progress.add_task("train", total=s.steps, completed=self.step, loss=math.nan)
+            try:
+                while self.stage_index < len(self.stages) and status == "completed":
+                    stage_start, end = self.bounds[self.stage_index]
+                    self.step = max(self.step, stage_start)
+                    if self.optimizer is None and self.step < end:
+                        self._build_stage()
+                    name = self._current_stage().optimizer
+                    closure = get_optimizer_spec(name).closure
+                    stage_done = False
+                    while self.step < end:
+                        if s.time_limit is not None and time.perf_counter() - start >= s.time_limit:
+                            status = "time_limit"
+                            break
+                        # errors are measured at the parameters the step starts from
+                        errors = None
+                        if self.evaluator is not None and self.step >= next_eval:
+                            errors = self.evaluator(self.model)
+                            next_eval = (self.step // s.eval_every + 1) * s.eval_every
+                        if closure:
+                            loss, parts, done = self._closure_step(end)
+                        else:
+                            loss, parts, done = self._first_order_step()
+                        self.elapsed = elapsed0 + time.perf_counter() - start
+                        if not math.isfinite(loss):
+                            self._restore_good()
+                            status = "nan"
+                            break
+                        if errors is not None or self.step >= next_log:
+                            self._log(loss, parts, errors)
+                            next_log = (self.step // s.log_every + 1) * s.log_every
+                        stage_done = closure and (self._closure_converged or loss >= self.prev_loss)
+                        self.prev_loss = loss
+                        self.step += max(done, 1)
+                        progress.update(task, completed=self.step, loss=loss, description=name)
+                        if self.step // s.checkpoint_every > last_ckpt:
+                            last_ckpt = self.step // s.checkpoint_every
+                            self._checkpoint_due = True  # written once the loss is seen finite
+                        state = TrainState(self.step, name, loss, self.elapsed, self)
+                        if any([bool(cb(state)) for cb in self.callbacks]):
+                            status = "stopped"
+                            break
+                        if self._early_stop(loss):
+                            status = "early_stopping"
+                            break
+                        if stage_done:  # a closure optimizer that no longer moves
+                            break
+                    if status != "completed" or not (stage_done or self.step >= end):
+                        continue
+                    if not stage_done and self.stage_index == len(self.stages) - 1:
+                        # budget spent in the last stage: keep its state, so a resume
+                        # with a larger --steps continues it
+                        break
+                    self.stage_index += 1
+                    self.optimizer, self.scheduler = None, None
+                    self._pending_state = None  # it belonged to the finished stage
+                    self.prev_loss = math.inf
+                    if stage_done and self.stage_index == len(self.stages):
+                        status = "converged"
+            except KeyboardInterrupt:
+                status = "interrupted"
+        self.elapsed = elapsed0 + time.perf_counter() - start
+        loss, parts = self._final_loss()
+        if not math.isfinite(loss) and status != "interrupted":
+            self._restore_good()
+            status = "nan"
+            loss, parts = self._final_loss()
+        if status not in ("nan", "interrupted"):
+            self.save()
+        return self._result(status, loss, parts)
+
+    def _final_loss(self) -> tuple[float, dict[str, float]]:
+        loss, parts = self.objective.loss_terms()
+        return float(loss.detach()), {k: float(v.detach()) for k, v in parts.items()}
+
+    def _result(self, status: str, loss: float, parts: dict[str, float]) -> TrainResult:
+        errors = self.evaluator(self.model) if self.evaluator else {}
+        if status != "nan" and (not self.history or self.history[-1]["step"] != self.step):
+            row = {"step": self.step, "time": round(self.elapsed, 4), "loss": loss}
+            row["stage"] = self.stages[min(self.stage_index, len(self.stages) - 1)].optimizer
+            row.update({f"loss_{k}": v for k, v in parts.items()})
+            self.history.append({**row, **errors})
+        return TrainResult(
+            status=status,
+            steps=self.step,
+            wall_time_s=self.elapsed,
+            final_loss=loss,
+            loss_terms=parts,
+            rel_l2=errors.get("rel_l2", math.nan),
+            max_abs_error=errors.get("max_abs_error", math.nan),
+            history=self.history,
+        )

@@ -1,0 +1,200 @@
+"""The contract: r(θ) = [sqrt(w_k / N_k) r_k], loss = ½‖r‖² = Σ_k ½ w_k mean r_k²."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from pinnopt.derivatives import jet_autograd
+from pinnopt.models import build_model
+from pinnopt.objective import Objective
+from pinnopt.problems import Box, Problem, Term, get_problem
+
+DTYPE = torch.float64
+
+
+@pytest.fixture(autouse=True)
+def _seed_and_one_thread():
+    # Tiny tensors: intra-op threads only add overhead (large on a loaded 2-core machine).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _setup(name: str = "wave1d", counts: dict[str, int] | None = None):
+    problem = get_problem(name)
+    counts = counts or {t.name: 10 + 3 * i for i, t in enumerate(problem.terms)}
+    points = problem.sample(torch.Generator().manual_seed(0), counts)
+    model = build_model(
+        "mlp", problem.dim, problem.domain.lower, problem.domain.upper, width=8, depth=2
+    ).to(DTYPE)
+    return problem, model, points
+
+
+def _reference_residuals(problem: Problem, model: nn.Module, points: dict[str, Tensor]):
+    """Residuals through the slow nested-autograd jet, independent of the objective."""
+    return {
+        t.name: t.residual(jet_autograd(model, points[t.name], t.order), points[t.name])
+        for t in problem.terms
+    }
+
+
+def test_loss_is_half_squared_norm_and_sum_of_terms():
+    problem, model, points = _setup()
+    objective = Objective(problem, model, points, weights={"bc": 3.0, "ic_t": 0.5})
+    r = objective.residual_vector()
+    loss, parts = objective.loss_terms()
+    assert r.shape == (sum(p.shape[0] for p in points.values()),)
+    assert list(parts) == ["pde", "bc", "ic", "ic_t"]
+    torch.testing.assert_close(loss, 0.5 * r.square().sum(), atol=0, rtol=1e-14)
+    torch.testing.assert_close(loss, sum(parts.values()), atol=0, rtol=1e-14)
+    torch.testing.assert_close(objective.loss(), loss, atol=0, rtol=0)
+    ref = _reference_residuals(problem, model, points)
+    for name, part in parts.items():
+        w = objective.weights[name]
+        expected = 0.5 * w * ref[name].square().mean()
+        torch.testing.assert_close(part, expected, atol=1e-14, rtol=1e-10)
+        assert float(part.detach()) > 0, name  # every term of a random network is non-zero
+
+
+def test_residual_vector_entries_are_scaled_residuals():
+    problem, model, points = _setup()
+    weights = {"pde": 2.0, "ic": 0.0}
+    objective = Objective(problem, model, points, weights=weights)
+    residuals = objective.residuals()
+    ref = _reference_residuals(problem, model, points)
+    assert list(residuals) == [t.name for t in problem.terms]
+    pieces = []
+    for t in problem.terms:
+        n = points[t.name].shape[0]
+        assert residuals[t.name].shape == (n,)
+        torch.testing.assert_close(residuals[t.name], ref[t.name], atol=1e-11, rtol=1e-9)
+        w = weights.get(t.name, t.weight)
+        pieces.append(math.sqrt(w / n) * ref[t.name])
+    torch.testing.assert_close(
+        objective.residual_vector(), torch.cat(pieces), atol=1e-12, rtol=1e-9
+    )
+    # the ic block (weight 0) is exactly zero
+    n_pde, n_bc, n_ic = (points[k].shape[0] for k in ("pde", "bc", "ic"))
+    block = objective.residual_vector()[n_pde + n_bc : n_pde + n_bc + n_ic]
+    assert torch.count_nonzero(block) == 0
+
+
+def test_weights_default_to_terms_and_override_scales_parts():
+    problem, model, points = _setup("poisson2d", counts={"pde": 20, "bc": 12})
+    default = Objective(problem, model, points)
+    assert default.weights == {"pde": 1.0, "bc": 1.0}
+    heavy = Objective(problem, model, points, weights={"bc": 10.0})
+    assert heavy.weights == {"pde": 1.0, "bc": 10.0}
+    _, p_default = default.loss_terms()
+    _, p_heavy = heavy.loss_terms()
+    torch.testing.assert_close(p_heavy["bc"], 10 * p_default["bc"], atol=0, rtol=1e-14)
+    torch.testing.assert_close(p_heavy["pde"], p_default["pde"], atol=0, rtol=0)
+
+
+def test_term_weight_is_the_default():
+    box = Box([0.0], [1.0])
+    terms = [
+        Term("a", box.interior, lambda u, x: u.u - 1.0, order=0, n=4, weight=4.0),
+        Term("b", box.interior, lambda u, x: u.u + 1.0, order=0, n=9),
+    ]
+    problem = Problem("weights", box, terms, lambda x: x[:, 0])
+    points = {"a": torch.rand(4, 1, dtype=DTYPE), "b": torch.rand(9, 1, dtype=DTYPE)}
+
+    class Zero(nn.Module):
+        def forward(self, x: Tensor) -> Tensor:
+            return torch.zeros(x.shape[0], 1, dtype=x.dtype)
+
+    objective = Objective(problem, Zero(), points)
+    assert objective.weights == {"a": 4.0, "b": 1.0}
+    # r_a = -1 at 4 points, r_b = +1 at 9 points
+    r = objective.residual_vector()
+    expected = torch.cat(
+        [torch.full((4,), -1.0, dtype=DTYPE), torch.full((9,), 1 / 3, dtype=DTYPE)]
+    )
+    torch.testing.assert_close(r, expected, atol=1e-15, rtol=0)
+    loss, parts = objective.loss_terms()
+    assert float(parts["a"]) == pytest.approx(2.0, rel=1e-15)  # ½ · 4 · mean(1)
+    assert float(parts["b"]) == pytest.approx(0.5, rel=1e-15)
+    assert float(loss) == pytest.approx(2.5, rel=1e-15)
+
+
+def test_unknown_term_in_weights_raises():
+    problem, model, points = _setup("heat1d")
+    with pytest.raises(ValueError, match=r"unknown term\(s\) \['pdf'\] in weights; allowed"):
+        Objective(problem, model, points, weights={"pdf": 1.0})
+
+
+def test_missing_points_raise():
+    problem, model, points = _setup("heat1d")
+    del points["ic"]
+    with pytest.raises(ValueError, match=r"points missing for term\(s\) \['ic'\]"):
+        Objective(problem, model, points)
+
+
+@pytest.mark.parametrize("bad", [-1.0, -1e-12, float("nan"), float("inf")])
+def test_invalid_weight_raises(bad):
+    problem, model, points = _setup("heat1d")
+    with pytest.raises(ValueError, match="weight of term 'bc' must be finite and >= 0"):
+        Objective(problem, model, points, weights={"bc": bad})
+
+
+def test_exact_solution_gives_zero_loss():
+    problem = get_problem("poisson3d")
+    points = problem.sample(torch.Generator().manual_seed(1), {"pde": 30, "bc": 20})
+
+    class Exact(nn.Module):
+        def forward(self, x: Tensor) -> Tensor:
+            return problem.exact(x).unsqueeze(1)
+
+    objective = Objective(problem, Exact(), points)
+    assert float(objective.loss()) < 1e-24
+    assert float(objective.residual_vector().abs().max()) < 1e-11
+
+
+def test_loss_gradient_matches_finite_difference_and_gauss_newton_form():
+    """∇loss = Jᵀ r, and both agree with a central difference along a random direction."""
+    problem, model, points = _setup("heat1d", counts={"pde": 12, "bc": 6, "ic": 6})
+    objective = Objective(problem, model, points, weights={"ic": 5.0})
+    params = list(model.parameters())
+    loss = objective.loss()
+    grads = torch.autograd.grad(loss, params)
+
+    r = objective.residual_vector()
+    jt_r = torch.autograd.grad(r, params, grad_outputs=r.detach())
+    for a, b in zip(grads, jt_r):
+        torch.testing.assert_close(a, b, atol=1e-14, rtol=1e-12)
+
+    g = torch.Generator().manual_seed(9)
+    direction = [torch.randn(p.shape, generator=g, dtype=DTYPE) for p in params]
+    predicted = sum(float((gi * vi).sum()) for gi, vi in zip(grads, direction))
+    eps = 1e-6
+    values = []
+    with torch.no_grad():
+        for sign in (1.0, -1.0):
+            for p, v in zip(params, direction):
+                p.add_(sign * eps * v)
+            values.append(float(objective.loss()))
+            for p, v in zip(params, direction):
+                p.sub_(sign * eps * v)
+    assert (values[0] - values[1]) / (2 * eps) == pytest.approx(predicted, rel=1e-6, abs=1e-9)
+
+
+def test_points_and_weights_can_change_after_construction():
+    """Adaptive sampling swaps points; loss weighting changes weights (see the design)."""
+    problem, model, points = _setup("poisson1d", counts={"pde": 8, "bc": 2})
+    objective = Objective(problem, model, points)
+    before = objective.loss().item()
+    objective.points = problem.sample(torch.Generator().manual_seed(4), {"pde": 16, "bc": 2})
+    assert objective.residual_vector().shape == (18,)
+    assert objective.loss().item() != before
+    _, parts = objective.loss_terms()
+    objective.weights["bc"] = 0.0
+    loss, new_parts = objective.loss_terms()
+    assert new_parts["bc"].item() == 0.0
+    torch.testing.assert_close(loss, parts["pde"], atol=0, rtol=0)

@@ -1,0 +1,179 @@
+import math
+
+import pytest
+import torch
+
+from pinnopt.config import make_config
+from pinnopt.derivatives import Jet
+from pinnopt.evaluation import Evaluator
+from pinnopt.models import build_model
+from pinnopt.objective import Objective
+from pinnopt.optim import parse_chain
+from pinnopt.problems import Box, Problem, Term, get_problem
+from pinnopt.solve import build_trainer
+from pinnopt.train import Trainer, TrainerSettings, load_checkpoint
+from pinnopt.train.trainer import CHECKPOINT_NAME, stage_bounds
+
+
+def small_config(out, chain="adam:30,lbfgs", steps=100, **training):
+    return make_config(
+        {
+            "problem": {"name": "poisson1d", "points": {"pde": 64}},
+            "model": {"width": 8},
+            "optim": {"optimizer": chain, "lr": 1e-2, "scheduler": "cosine"},
+            "training": {"steps": steps, "checkpoint_every": 10, "eval_every": 25, **training},
+            "output": {"out": str(out), "quiet": True},
+        }
+    )
+
+
+def params_of(trainer):
+    return torch.cat([p.detach().flatten() for p in trainer.params])
+
+
+def test_stage_bounds():
+    stages = parse_chain("adam:30,lbfgs:50,sgd")
+    assert stage_bounds(stages, 100) == [(0, 30), (30, 80), (80, 100)]
+    assert stage_bounds(stages, 40) == [(0, 30), (30, 40), (40, 40)]
+
+
+def test_adam_then_lbfgs_reduces_loss_and_records_stages(tmp_path):
+    trainer = build_trainer(small_config(tmp_path), tmp_path)
+    first = float(trainer.objective.loss())
+    result = trainer.fit()
+    assert result.status == "completed"
+    assert result.steps == 100
+    assert result.final_loss < 1e-3 * first
+    stages = [row["stage"] for row in result.history]
+    assert stages[0] == "adam" and stages[-1] == "lbfgs"
+    assert {row["step"] for row in result.history if row["stage"] == "adam"} <= set(range(30))
+    assert math.isfinite(result.rel_l2) and result.rel_l2 < 0.05
+    assert any("rel_l2" in row for row in result.history[:-1])
+    assert (tmp_path / CHECKPOINT_NAME).is_file()
+
+
+@pytest.mark.parametrize(("chain", "stop_at"), [("adam:30,lbfgs", 20), ("adam:30,lbfgs", 40),
+                                                 ("adam:50,lbfgs:30,adam", 80)])  # fmt: skip
+def test_resume_repeats_uninterrupted_run_bit_for_bit(tmp_path, chain, stop_at):
+    full = build_trainer(small_config(tmp_path / "a", chain), tmp_path / "a")
+    ra = full.fit()
+    part = build_trainer(small_config(tmp_path / "b", chain), tmp_path / "b")
+    part.callbacks.append(lambda state: state.step >= stop_at)
+    assert part.fit().status == "stopped"
+    resumed = build_trainer(small_config(tmp_path / "b", chain), tmp_path / "b")
+    resumed.load_state_dict(load_checkpoint(tmp_path / "b" / CHECKPOINT_NAME))
+    rb = resumed.fit()
+    assert rb.steps == ra.steps == 100
+    assert torch.equal(params_of(full), params_of(resumed))
+    assert rb.final_loss == ra.final_loss
+    assert [r["loss"] for r in rb.history] == [r["loss"] for r in ra.history]
+
+
+def test_time_limit_stops_and_can_resume(tmp_path):
+    trainer = build_trainer(small_config(tmp_path, "adam", steps=10**6, time_limit=0.5), tmp_path)
+    result = trainer.fit()
+    assert result.status == "time_limit"
+    assert 0 < result.steps < 10**6
+    assert result.wall_time_s < 5
+    ckpt = load_checkpoint(tmp_path / CHECKPOINT_NAME)
+    assert ckpt["step"] == result.steps
+
+
+def test_early_stopping_with_patience(tmp_path):
+    # lr 0: the loss never improves, so patience runs out exactly
+    cfg = small_config(tmp_path, "sgd", steps=1000, patience=7)
+    cfg.optim.lr = 1e-300
+    result = build_trainer(cfg, tmp_path).fit()
+    assert result.status == "early_stopping"
+    assert result.steps == 8  # the first step sets the best loss, 7 more without improvement
+
+
+def _constant_problem(nan_above: float = math.inf) -> Problem:
+    """Fit u = 5; the residual is NaN wherever |u| exceeds ``nan_above``."""
+    box = Box([0.0], [1.0])
+
+    def target(u: Jet, x: torch.Tensor) -> torch.Tensor:
+        r = u.u - 5.0
+        return torch.where(u.u.abs().max() > nan_above, torch.full_like(r, math.nan), r)
+
+    return Problem("blowup", box, [Term("data", box.interior, target, order=0, n=16)],
+                   exact=lambda x: torch.full((len(x),), 5.0, dtype=x.dtype))  # fmt: skip
+
+
+def _constant_trainer(chain, nan_above=math.inf, out_dir=None, **settings):
+    problem = _constant_problem(nan_above)
+    model = build_model("mlp", 1, [0.0], [1.0], width=4, depth=1)
+    points = problem.sample(torch.Generator().manual_seed(0))
+    settings = TrainerSettings(quiet=True, **settings)
+    return Trainer(Objective(problem, model, points), parse_chain(chain), settings, out_dir=out_dir)
+
+
+def test_lbfgs_that_meets_its_tolerances_ends_the_run_converged():
+    result = _constant_trainer("lbfgs", steps=100000).fit()
+    assert result.status == "converged"
+    assert result.steps < 1000
+    assert result.final_loss < 1e-20
+
+
+def test_nan_guard_restores_last_good_parameters_and_keeps_checkpoint(tmp_path):
+    # plain SGD with a large lr overshoots u = 5, and |u| > 20 makes the residual NaN
+    trainer = _constant_trainer("sgd", 20.0, tmp_path, steps=1000, lr=2.0, checkpoint_every=1)
+    objective, model = trainer.objective, trainer.model
+    result = trainer.fit()
+    assert result.status == "nan"
+    assert result.steps < 1000
+    assert math.isfinite(result.final_loss)
+    assert torch.isfinite(params_of(trainer)).all()
+    saved = load_checkpoint(tmp_path / CHECKPOINT_NAME)
+    model.load_state_dict(saved["model"])
+    assert math.isfinite(float(objective.loss()))
+
+
+def test_gradient_clipping_bounds_the_update(tmp_path):
+    cfg = small_config(tmp_path, "sgd", steps=1)
+    cfg.optim.lr = 1.0
+    cfg.optim.clip_grad_norm = 1e-3
+    cfg.optim.scheduler = "none"
+    trainer = build_trainer(cfg, tmp_path)
+    before = params_of(trainer).clone()
+    trainer.fit()
+    assert float((params_of(trainer) - before).norm()) == pytest.approx(1e-3, rel=1e-6)
+
+
+def test_amp_on_cpu_runs_bfloat16_autocast(tmp_path):
+    cfg = small_config(tmp_path, "adam", steps=20, dtype="float32", amp=True)
+    result = build_trainer(cfg, tmp_path).fit()
+    assert result.status == "completed" and math.isfinite(result.final_loss)
+
+
+def test_amp_needs_float32_and_first_order(tmp_path):
+    with pytest.raises(ValueError, match="amp needs dtype float32"):
+        build_trainer(small_config(tmp_path, "adam", amp=True), tmp_path)
+    with pytest.raises(ValueError, match="amp is not supported with closure optimizer lbfgs"):
+        build_trainer(small_config(tmp_path, "adam:5,lbfgs", dtype="float32", amp=True), tmp_path)
+
+
+def test_settings_validation_names_the_field():
+    with pytest.raises(ValueError, match="steps must be >= 0"):
+        TrainerSettings(steps=-1)
+    with pytest.raises(ValueError, match="time_limit must be > 0"):
+        TrainerSettings(time_limit=0)
+    with pytest.raises(ValueError, match="clip_grad_norm must be > 0"):
+        TrainerSettings(clip_grad_norm=-1.0)
+    with pytest.raises(ValueError, match="eval_every must be >= 1"):
+        TrainerSettings(eval_every=0)
+
+
+def test_trainer_in_python_with_user_problem():
+    problem = get_problem("poisson1d")
+    torch.manual_seed(0)
+    model = build_model("chebykan", 1, [0.0], [1.0], width=4, depth=1, degree=4).double()
+    points = {k: v.double() for k, v in problem.sample(torch.Generator().manual_seed(1)).items()}
+    trainer = Trainer(
+        Objective(problem, model, points),
+        parse_chain("lbfgs"),
+        TrainerSettings(steps=400, quiet=True),
+        Evaluator(problem),
+    )
+    result = trainer.fit()
+    assert result.rel_l2 < 1e-3
