@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: install
-	$(BIN)/pinnopt solve poisson2d --out runs/demo
+	$(BIN)/pinnopt solve poisson2d --optimizer adam:1000,lbfgs --steps 4000 --out runs/demo
 
 test: install
 	$(BIN)/ruff check src tests benchmarks

@@ -7,27 +7,33 @@ For an MLP u_θ (tanh, float64, CPU) on [0, 1]^d and N collocation points x_i,
 one timed step is: compute the Laplacian, the loss, and ``loss.backward()`` with
 respect to the parameters. The Laplacian comes from
 
-  * ``jet``        — :func:`pinnopt.derivatives.jet` (forward jet through the layers),
+  * ``jet``        — :func:`pinnopt.derivatives.jet` with ``order=2``: value, gradient and
+    Hessian diagonal pushed forward through the layers, then summed;
+  * ``jet-trace``  — the same with ``trace=True``: only the Laplacian is pushed forward
+    (2 + d slots instead of 1 + 2d; what the Poisson and Helmholtz problems use);
   * ``autograd``   — :func:`pinnopt.derivatives.jet_autograd` (nested ``autograd.grad``),
   * ``torch.func`` — :func:`pinnopt.derivatives.jet_torch_func` (informational; skipped
     when one step takes longer than ``--max-step-s``).
 
 Before timing, the loss and the parameter gradient of every method are checked against
 ``autograd`` (relative difference at most ``--rtol``); a mismatch exits with status 1.
-Methods are timed round-robin (one step of each per round) so that load from other
-processes hits all of them alike; the table reports the median over ``--repeats`` rounds
-after ``--warmup`` untimed rounds.
+Each method runs blocks of consecutive steps (as in a training loop), the methods taking
+turns block by block so that load from other processes hits all of them alike; the table
+reports the median of ``--repeats`` timed steps after ``--warmup`` untimed ones.
 
 ``--variants`` adds prototypes defined in this file (not library code), kept here so that
-the numbers quoted for them in ``docs/derivatives.md`` can be re-run:
+the numbers quoted for them in ``docs/derivatives.md`` can be re-run: ``proto-diag`` and
+``proto-trace`` are the library's two jets minus two costs — the first layer skips the
+second-derivative part (identically zero there) and σ uses one fused ``addcmul``.
 
-  * ``proto-diag``  — the same jet (value, gradient, Hessian diagonal) as the library, but
-    kept as separate tensors instead of one stacked (N, 1 + 2d, k) tensor;
-  * ``proto-trace`` — separate tensors, and only the trace Σ_i ∂²z/∂x_i² is propagated
-    (the forward Laplacian proper, Li et al. 2023): 2 + d slots instead of 1 + 2d.
+``--count`` adds a table of the work per step (matmul FLOPs, bytes written by kernels,
+number of kernels), counted per dispatched ATen op; it does not depend on the machine.
 
-``--compile`` adds ``torch.compile`` of the library jet and of ``proto-trace``.
-Cells other than ``jet`` and ``autograd`` show ``ms (speedup over autograd)``.
+``--compile`` adds ``torch.compile`` of ``jet`` and ``jet-trace`` (the jet is a plain
+forward graph, so it compiles; nested ``autograd.grad`` does not).
+
+Cells other than ``jet``, ``jet-trace`` and ``autograd`` show ``ms (speedup over
+autograd)``; the two speedup columns are autograd ms / jet ms and / jet-trace ms.
 
 Run:  .venv/bin/python benchmarks/derivatives.py [--dims 2 3 5] [--out docs/table.md]
 """
@@ -59,6 +65,10 @@ def lap_jet(model: nn.Module, x: Tensor) -> Tensor:
     return jet(model, x, order=2).laplacian()
 
 
+def lap_jet_trace(model: nn.Module, x: Tensor) -> Tensor:
+    return jet(model, x, order=2, trace=True).laplacian()
+
+
 def lap_autograd(model: nn.Module, x: Tensor) -> Tensor:
     return jet_autograd(model, x, order=2).laplacian()
 
@@ -72,13 +82,12 @@ def lap_torch_func(model: nn.Module, x: Tensor) -> Tensor:
 
 
 def _separate_jet(model: nn.Module, x: Tensor, trace: bool) -> Tensor:
-    """Δu from a jet kept as separate tensors: value v (N, k), gradient g (N, d, k) and
-    second derivatives h, either the Hessian diagonal (N, d, k) or its trace (N, k).
+    """Δu from a jet (v, g, h): value (N, k), gradient (N, d, k) and second derivatives h,
+    the Hessian diagonal (N, d, k) or its trace (N, k) — the library's layout, minus:
 
-    A linear layer is one ``addmm`` for v and a bias-free matmul for g and h (no mask, no
-    ``cat``, no slices whose backward zero-fills the stacked tensor); h starts as ``None``
-    (identically zero) so the first layer skips it. σ maps
-    h ↦ σ''(v) g² + σ'(v) h   (diagonal)   or   h ↦ σ''(v) Σ_i g_i² + σ'(v) h   (trace).
+    * h starts as ``None`` (identically zero), so the first layer neither stores nor
+      multiplies zeros;
+    * σ maps h ↦ σ''(v) g² + σ'(v) h  (or σ''(v) Σ_i g_i² + σ'(v) h) with one ``addcmul``.
     """
     n, d = x.shape
     v, g, h = x, torch.eye(d, dtype=x.dtype).expand(n, d, d), None
@@ -109,17 +118,18 @@ def _separate_jet(model: nn.Module, x: Tensor, trace: bool) -> Tensor:
 
 
 def lap_proto_diag(model: nn.Module, x: Tensor) -> Tensor:
-    """Separate tensors, full Hessian diagonal (what :class:`pinnopt.derivatives.Jet` holds)."""
+    """Hessian diagonal, like ``jet(model, x, order=2)``."""
     return _separate_jet(model, x, trace=False)
 
 
 def lap_proto_trace(model: nn.Module, x: Tensor) -> Tensor:
-    """Separate tensors, only the Laplacian propagated (forward Laplacian, Li et al. 2023)."""
+    """Laplacian only, like ``jet(model, x, order=2, trace=True)``."""
     return _separate_jet(model, x, trace=True)
 
 
 LIBRARY_METHODS: dict[str, LaplacianFn] = {
     "jet": lap_jet,
+    "jet-trace": lap_jet_trace,
     "autograd": lap_autograd,
     "torch.func": lap_torch_func,
 }
@@ -128,6 +138,7 @@ PROTOTYPE_METHODS: dict[str, LaplacianFn] = {
     "proto-trace": lap_proto_trace,
 }
 REFERENCE = "autograd"
+REQUIRED = ("jet", "jet-trace", REFERENCE)  # never skipped as too slow
 
 
 # --------------------------------------------------------------------------- benchmark
@@ -149,6 +160,11 @@ class Row:
     def speedup(self) -> float:
         """autograd time / jet time."""
         return self.ms[REFERENCE] / self.ms["jet"]
+
+    @property
+    def speedup_trace(self) -> float:
+        """autograd time / jet-trace time."""
+        return self.ms[REFERENCE] / self.ms["jet-trace"]
 
 
 def make_case(
@@ -202,46 +218,109 @@ def time_methods(
     warmup: int,
     repeats: int,
     max_step_s: float,
+    blocks: int = 5,
 ) -> dict[str, float | None]:
-    """Median step time in ms per method, timed round-robin; ``None`` for skipped methods."""
+    """Median step time in ms per method; ``None`` for methods skipped as too slow.
+
+    The ``repeats`` timed steps of each method are split into ``blocks`` runs of
+    consecutive steps (as in a training loop, which repeats one step), and the methods take
+    turns block by block so that load from other processes hits all of them alike. Each
+    block starts with one untimed step, after ``warmup`` untimed steps per method at first.
+    """
     active = dict(methods)
     skipped: dict[str, float | None] = {}
-    for _ in range(warmup):
-        for name, lap in list(active.items()):
+    for name, lap in list(active.items()):
+        for _ in range(warmup):
             t0 = time.perf_counter()
             loss_and_grad(lap, model, x, f)
-            if time.perf_counter() - t0 > max_step_s and name not in ("jet", REFERENCE):
+            if time.perf_counter() - t0 > max_step_s and name not in REQUIRED:
                 skipped[name] = None
                 del active[name]
+                break
+    blocks = max(1, min(blocks, repeats))
+    sizes = [repeats // blocks + (b < repeats % blocks) for b in range(blocks)]
     times: dict[str, list[float]] = {name: [] for name in active}
-    for _ in range(repeats):
+    for size in sizes:
         for name, lap in active.items():
-            t0 = time.perf_counter()
             loss_and_grad(lap, model, x, f)
-            times[name].append(time.perf_counter() - t0)
+            for _ in range(size):
+                t0 = time.perf_counter()
+                loss_and_grad(lap, model, x, f)
+                times[name].append(time.perf_counter() - t0)
     medians = {name: 1e3 * statistics.median(ts) for name, ts in times.items()}
     return {name: medians.get(name) for name in methods} | skipped
+
+
+_VIEW_OPS = (
+    "alias", "as_strided", "detach", "expand", "permute", "select", "slice", "split",
+    "split_with_sizes", "squeeze", "t", "transpose", "unsqueeze", "view", "_unsafe_view",
+)  # fmt: skip
+
+
+def count_work(lap: LaplacianFn, model: nn.Module, x: Tensor, f: Tensor) -> dict[str, float]:
+    """Work of one step, counted per dispatched ATen op (views excluded): matmul MFLOP,
+    MB written by kernel outputs, and the number of kernels."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    matmuls = {"mm", "addmm", "bmm"}
+    work = {"matmul MFLOP": 0.0, "MB written": 0.0, "kernels": 0.0}
+
+    class Count(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            name = func.overloadpacket.__name__
+            if name in _VIEW_OPS:
+                return out
+            work["kernels"] += 1
+            if name in matmuls:
+                a, b = args[-2], args[-1]
+                work["matmul MFLOP"] += 2e-6 * a.numel() * b.shape[-1]
+            elif isinstance(out, Tensor):
+                work["MB written"] += 1e-6 * out.numel() * out.element_size()
+            return out
+
+    with Count():
+        loss_and_grad(lap, model, x, f)
+    return work
+
+
+def _num(v: float) -> str:
+    return f"{v:.0f}" if v >= 100 or v == int(v) else f"{v:.3g}"
+
+
+def format_work_table(work: dict[int, dict[str, dict[str, float]]]) -> str:
+    """Markdown table of :func:`count_work` results: one row per method, d side by side."""
+    dims = list(work)
+    names = list(work[dims[0]])
+    keys = list(work[dims[0]][names[0]])
+    label = " / ".join(str(d) for d in dims)
+    lines = [f"| method (d = {label}) | " + " | ".join(keys) + " |", "|---|" + "---:|" * len(keys)]
+    for name in names:
+        cells = [" / ".join(_num(work[d][name][k]) for d in dims) for k in keys]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def _cell(row: Row, name: str) -> str:
     t = row.ms[name]
     if t is None:
         return "—"
-    if name in ("jet", REFERENCE):
+    if name in REQUIRED:
         return f"{t:.1f}"
     return f"{t:.1f} ({row.ms[REFERENCE] / t:.2f}×)"
 
 
 def format_table(rows: Sequence[Row], names: Sequence[str]) -> str:
-    """Markdown table: d, N, width×depth, ms per method, speedup (autograd / jet), loss diff."""
-    head = ["d", "N", "width×depth", *[f"{n} ms" for n in names], "speedup"]
+    """Markdown table: d, N, width×depth, ms per method, speedups over autograd, differences."""
+    head = ["d", "N", "width×depth", *[f"{n} ms" for n in names], "speedup", "speedup trace"]
     head.append("max rel. diff loss / grad")
     lines = ["| " + " | ".join(head) + " |", "|" + "---:|" * len(head)]
     for r in rows:
         ms = [_cell(r, n) for n in names]
         diff = f"{max(r.loss_rel_diff.values()):.1e} / {max(r.grad_rel_diff.values()):.1e}"
         size = f"{r.width}×{r.depth}"
-        cells = [str(r.d), str(r.n), size, *ms, f"{r.speedup:.2f}×", diff]
+        speedups = [f"{r.speedup:.2f}×", f"{r.speedup_trace:.2f}×"]
+        cells = [str(r.d), str(r.n), size, *ms, *speedups, diff]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -301,8 +380,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--points", type=int, default=2000, help="collocation points N")
     p.add_argument("--width", type=int, default=64, help="hidden width of the MLP")
     p.add_argument("--depth", type=int, default=3, help="number of hidden layers")
-    p.add_argument("--repeats", type=int, default=30, help="timed rounds (median reported)")
-    p.add_argument("--warmup", type=int, default=3, help="untimed rounds first")
+    p.add_argument("--repeats", type=int, default=30, help="timed steps (median reported)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     p.add_argument(
         "--threads", type=int, help="torch threads (default: torch's default; 1 with --smoke)"
     )
@@ -314,6 +393,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--no-torch-func", action="store_true", help="leave out torch.func")
     p.add_argument("--variants", action="store_true", help="also time the local prototypes")
     p.add_argument("--compile", action="store_true", help="also time torch.compile variants")
+    p.add_argument(
+        "--count", action="store_true", help="also count matmul FLOPs, bytes and kernels"
+    )
     p.add_argument("--smoke", action="store_true", help="tiny sizes and few repeats (tests)")
     p.add_argument("--out", help="also write the markdown table (and machine note) here")
     args = p.parse_args(argv)
@@ -345,7 +427,7 @@ def run(args: argparse.Namespace) -> list[Row]:
         methods |= PROTOTYPE_METHODS
     if args.compile:
         methods["jet+compile"] = torch.compile(lap_jet, dynamic=False)
-        methods["proto-trace+compile"] = torch.compile(lap_proto_trace, dynamic=False)
+        methods["jet-trace+compile"] = torch.compile(lap_jet_trace, dynamic=False)
     note = machine_note(torch.get_num_threads())
     print(note, flush=True)
 
@@ -357,6 +439,14 @@ def run(args: argparse.Namespace) -> list[Row]:
         print(busy)
 
     table = format_table(rows, list(methods))
+    if args.count:
+        countable = [n for n in methods if n in LIBRARY_METHODS | PROTOTYPE_METHODS]
+        countable = [n for n in countable if n != "torch.func"]
+        work = {}
+        for d in args.dims:
+            model, x, f = make_case(d, args.points, args.width, args.depth, args.seed)
+            work[d] = {n: count_work(methods[n], model, x, f) for n in countable}
+        table += "\n\nWork per step:\n\n" + format_work_table(work)
     print()
     print(table)
     if args.out:
@@ -376,7 +466,7 @@ def _run_dim(d: int, methods: dict[str, LaplacianFn], args: argparse.Namespace) 
     ms = time_methods(methods, model, x, f, args.warmup, args.repeats, args.max_step_s)
     row = Row(d, args.points, args.width, args.depth, ms, loss_diff, grad_diff)
     shown = ", ".join(f"{k} {'—' if v is None else f'{v:.1f}'} ms" for k, v in ms.items())
-    print(f"d={d}: {shown}; speedup {row.speedup:.2f}×", flush=True)
+    print(f"d={d}: {shown}; speedup {row.speedup:.2f}×, trace {row.speedup_trace:.2f}×", flush=True)
     return row
 
 

@@ -11,21 +11,11 @@ from torch import Tensor, nn
 from pinnopt import derivatives as D
 from pinnopt.derivatives import Jet, jet, jet_autograd, jet_torch_func, propagate_jet, supports_jet
 from pinnopt.models import ACTIVATIONS, MLP, Activation, build_model
+from pinnopt.problems import Box, Term
 
 DTYPE = torch.float64
 ATOL = 1e-11
 RTOL = 1e-9
-
-
-@pytest.fixture(autouse=True)
-def _seed_and_one_thread():
-    # The tensors here are tiny: intra-op threads only add synchronisation overhead, which
-    # is large on a loaded 2-core machine. Restored after each test.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(1234)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _box(d: int) -> tuple[list[float], list[float]]:
@@ -125,23 +115,50 @@ def test_linear_without_bias_and_identity_propagate():
     _assert_jets_close(jet(model, x), jet_autograd(model, x))
 
 
-def test_order_zero_stacked_jet_matches_forward():
-    """With a single slot the bias is added directly (the shape[1] == 1 branch)."""
+def test_order_zero_propagated_jet_matches_forward():
     model = build_model("mlp", 2, *_box(2), width=4, depth=2, activation="silu").to(DTYPE)
     x = _points(2)
-    z = propagate_jet(model, D.input_jet(x, 0), 2)
-    assert z.shape == (6, 1, 1)
-    torch.testing.assert_close(z[:, 0], model(x), atol=1e-13, rtol=1e-12)
+    z = propagate_jet(model, D.input_jet(x, 0))
+    assert z.grad is None and z.hess_diag is None and z.lap is None
+    torch.testing.assert_close(z.value, model(x), atol=1e-13, rtol=1e-12)
 
 
 def test_input_jet_layout():
     x = _points(3, n=4)
     z = D.input_jet(x, 2)
-    assert z.shape == (4, 7, 3)
-    torch.testing.assert_close(z[:, 0], x)
-    torch.testing.assert_close(z[:, 1:4], torch.eye(3, dtype=DTYPE).expand(4, 3, 3))
-    assert torch.count_nonzero(z[:, 4:]) == 0
-    assert D.input_jet(x, 1).shape == (4, 4, 3)
+    torch.testing.assert_close(z.value, x)
+    torch.testing.assert_close(z.grad, torch.eye(3, dtype=DTYPE).expand(4, 3, 3))
+    assert z.hess_diag.shape == (4, 3, 3) and torch.count_nonzero(z.hess_diag) == 0
+    assert z.lap is None
+    traced = D.input_jet(x, 2, trace=True)
+    assert traced.hess_diag is None and traced.lap.shape == (4, 3)
+    assert D.input_jet(x, 1).hess_diag is None
+
+
+@pytest.mark.parametrize("kind", ["mlp", "chebykan", "fourier"])
+@pytest.mark.parametrize("d", [1, 2, 5])
+def test_trace_mode_gives_the_laplacian(kind, d):
+    if kind == "fourier":
+        model = build_model("mlp", d, *_box(d), width=6, depth=2, fourier_features=3)
+    else:
+        model = build_model(kind, d, *_box(d), width=6, depth=2, out_dim=2)
+    x = _points(d)
+    full, traced = jet_autograd(model, x), jet(model, x, trace=True)
+    assert traced.hess_diag is None
+    torch.testing.assert_close(traced.value, full.value, atol=1e-12, rtol=1e-10)
+    torch.testing.assert_close(traced.grad, full.grad, atol=1e-11, rtol=1e-9)
+    torch.testing.assert_close(traced.lap, full.hess_diag.sum(dim=1), atol=1e-10, rtol=1e-9)
+    torch.testing.assert_close(traced.laplacian(), full.laplacian(), atol=1e-10, rtol=1e-9)
+    with pytest.raises(ValueError, match="no second derivatives"):
+        traced.d2(0)
+    with pytest.raises(ValueError, match="partial Laplacian"):
+        traced.laplacian(dims=(0,))
+
+
+def test_trace_needs_order_two():
+    box = Box([0.0], [1.0])
+    with pytest.raises(ValueError, match="trace needs order 2"):
+        Term("pde", box.interior, lambda u, x: u.u, order=1, trace=True)
 
 
 def test_float32_fast_path_close_to_float64():

@@ -29,16 +29,6 @@ from pinnopt.models import (
 DTYPE = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _seed_and_one_thread():
-    # Tiny tensors: intra-op threads only add overhead (large on a loaded 2-core machine).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 

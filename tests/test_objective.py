@@ -16,16 +16,6 @@ from pinnopt.problems import Box, Problem, Term, get_problem
 DTYPE = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _seed_and_one_thread():
-    # Tiny tensors: intra-op threads only add overhead (large on a loaded 2-core machine).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _setup(name: str = "wave1d", counts: dict[str, int] | None = None):
     problem = get_problem(name)
     counts = counts or {t.name: 10 + 3 * i for i, t in enumerate(problem.terms)}

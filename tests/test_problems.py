@@ -34,16 +34,6 @@ WITH_EXACT = [name for name in ALL if name != "burgers1d"]
 NU = 0.01 / math.pi
 
 
-@pytest.fixture(autouse=True)
-def _seed_and_one_thread():
-    # Tiny tensors: intra-op threads only add overhead (large on a loaded 2-core machine).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    yield
-    torch.set_num_threads(threads)
-
-
 class FunctionModule(nn.Module):
     """Wraps u*(x) (N, d) -> (N,) as a one-output module, optionally plus 0.01·exp(Σx)."""
 

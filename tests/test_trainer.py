@@ -39,7 +39,7 @@ def test_stage_bounds():
 
 def test_adam_then_lbfgs_reduces_loss_and_records_stages(tmp_path):
     trainer = build_trainer(small_config(tmp_path), tmp_path)
-    first = float(trainer.objective.loss())
+    first = float(trainer.objective.loss().detach())
     result = trainer.fit()
     assert result.status == "completed"
     assert result.steps == 100

@@ -112,7 +112,7 @@ class TrainingConfig(Section):
     amp: bool = False
     patience: int | None = Field(None, ge=1)
     min_delta: float = Field(0.0, ge=0)
-    eval_every: int = Field(500, ge=1)
+    eval_every: int = Field(100, ge=1)
     log_every: int = Field(10, ge=1)
     checkpoint_every: int = Field(1000, ge=1)
 

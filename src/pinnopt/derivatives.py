@@ -7,21 +7,24 @@ a *jet* holds exactly what the residuals need:
     value       u(x)                  shape (N, m)
     grad        ∂u/∂x_i               shape (N, d, m)
     hess_diag   ∂²u/∂x_i²             shape (N, d, m)
+    lap         Σ_i ∂²u/∂x_i²         shape (N, m)    (trace mode, instead of hess_diag)
 
 Fast path (built-in models): the jet is pushed forward through the network
-together with the value (the "forward Laplacian" idea, Li et al. 2023). The jet
-is stored stacked as one tensor Z of shape (N, S, k) with S = 1 + d (order 1) or
-S = 1 + 2d (order 2): slot 0 the value, slots 1..d the first derivatives,
-slots d+1..2d the second derivatives. Then
+together with the value, in one pass (the "forward Laplacian", Li et al.,
+Nature Machine Intelligence 2024). Value, gradient and second derivatives are
+kept as separate tensors:
 
-  * a linear layer maps every slot with the same weight (the bias only enters
-    slot 0): Z ↦ Z Wᵀ + e₀ bᵀ — an ordinary linear map with a weight-shared
-    extra dimension, which is what K-FAC for PINNs builds on
-    (Dangel, Müller & Zeinhofer, NeurIPS 2024);
-  * an elementwise σ maps (z, ∇z, ∂²z) to (σ(z), σ'(z)∇z, σ''(z)(∇z)² + σ'(z)∂²z).
+  * a linear layer maps every part with the same weight, the bias only enters
+    the value: v ↦ vWᵀ + b, ∇z ↦ ∇z Wᵀ, ∂²z ↦ ∂²z Wᵀ — a weight-shared extra
+    dimension, which is what K-FAC for PINNs builds on (Dangel, Müller &
+    Zeinhofer, NeurIPS 2024);
+  * an elementwise σ maps (z, ∇z, ∂²z) to (σ(z), σ'(z)∇z, σ''(z)(∇z)² + σ'(z)∂²z),
+    and in trace mode Δz to σ''(z) Σ_i (∂_i z)² + σ'(z) Δz.
 
-Any other ``nn.Module`` falls back to ``torch.func`` (jacfwd over vmap), and
-:func:`jet_autograd` is the plain nested ``torch.autograd.grad`` reference.
+Trace mode carries 2 + d slots instead of 1 + 2d; use it when a residual reads
+only the Laplacian. Any other ``nn.Module`` falls back to ``torch.func``
+(jacfwd over vmap), and :func:`jet_autograd` is the plain nested
+``torch.autograd.grad`` reference.
 """
 
 from __future__ import annotations
@@ -36,15 +39,16 @@ __all__ = ["Jet", "jet", "jet_autograd", "jet_torch_func", "supports_jet", "prop
 
 @dataclass
 class Jet:
-    """Value and input derivatives of a network at N points.
+    """Value and input derivatives of a network (or of a hidden layer) at N points.
 
-    ``value`` is (N, m); ``grad`` and ``hess_diag`` are (N, d, m) or ``None``
-    when the jet was computed to a lower order.
+    ``value`` is (N, m); ``grad`` and ``hess_diag`` are (N, d, m) and ``lap`` is
+    (N, m), each ``None`` when not computed.
     """
 
     value: Tensor
     grad: Tensor | None = None
     hess_diag: Tensor | None = None
+    lap: Tensor | None = None
 
     @property
     def u(self) -> Tensor:
@@ -60,59 +64,71 @@ class Jet:
     def d2(self, i: int, component: int = 0) -> Tensor:
         """∂²u/∂x_i² of one output component, shape (N,)."""
         if self.hess_diag is None:
-            raise ValueError("this jet has no second derivatives: request order 2")
+            raise ValueError(
+                "this jet has no second derivatives: request order 2 (without trace for d2)"
+            )
         return self.hess_diag[:, i, component]
 
     def laplacian(self, dims: tuple[int, ...] | None = None, component: int = 0) -> Tensor:
         """Σ_i ∂²u/∂x_i² over ``dims`` (all inputs by default), shape (N,)."""
         if self.hess_diag is None:
+            if self.lap is not None and dims is None:
+                return self.lap[:, component]
+            if self.lap is not None:
+                raise ValueError("a partial Laplacian (dims=...) needs a jet without trace")
             raise ValueError("this jet has no second derivatives: request order 2")
         h = self.hess_diag[:, :, component]
         return h.sum(dim=1) if dims is None else h[:, list(dims)].sum(dim=1)
+
+    def map(self, fn) -> Jet:
+        """Apply the same linear map to every part (value included)."""
+        parts = (self.value, self.grad, self.hess_diag, self.lap)
+        return Jet(*(None if t is None else fn(t) for t in parts))
 
 
 # --------------------------------------------------------------------------- fast path
 
 
-def input_jet(x: Tensor, order: int) -> Tensor:
-    """Stacked jet of the inputs themselves: value x, gradient I, second derivative 0."""
+def input_jet(x: Tensor, order: int, trace: bool = False) -> Jet:
+    """Jet of the inputs themselves: value x, gradient I, second derivatives 0."""
     n, d = x.shape
-    slots = [x.unsqueeze(1)]
+    grad = hess = lap = None
     if order >= 1:
-        eye = torch.eye(d, dtype=x.dtype, device=x.device)
-        slots.append(eye.expand(n, d, d))
+        grad = torch.eye(d, dtype=x.dtype, device=x.device).expand(n, d, d)
     if order >= 2:
-        slots.append(x.new_zeros(n, d, d))
-    return torch.cat(slots, dim=1)
+        if trace:
+            lap = x.new_zeros(n, d)
+        else:
+            hess = x.new_zeros(n, d, d)
+    return Jet(x, grad, hess, lap)
 
 
-def linear_jet(z: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-    """Z Wᵀ + e₀ bᵀ on a stacked jet: the bias only enters the value slot."""
-    out = torch.matmul(z, weight.t())
-    if bias is None:
-        return out
-    if z.shape[1] == 1:
-        return out + bias
-    mask = torch.zeros(z.shape[1], 1, dtype=z.dtype, device=z.device)
-    mask[0] = 1.0
-    return out + mask * bias
+def linear_jet(z: Jet, weight: Tensor, bias: Tensor | None) -> Jet:
+    """v ↦ vWᵀ + b and ∇z, ∂²z, Δz ↦ (·)Wᵀ: the bias only enters the value."""
+    wt = weight.t()
+    return Jet(
+        torch.nn.functional.linear(z.value, weight, bias),
+        None if z.grad is None else torch.matmul(z.grad, wt),
+        None if z.hess_diag is None else torch.matmul(z.hess_diag, wt),
+        None if z.lap is None else torch.matmul(z.lap, wt),
+    )
 
 
-def elementwise_jet(z: Tensor, f0: Tensor, f1: Tensor, f2: Tensor | None, d: int) -> Tensor:
-    """Chain rule of an elementwise map with σ, σ', σ'' already evaluated at the value slot.
+def elementwise_jet(z: Jet, f0: Tensor, f1: Tensor, f2: Tensor | None) -> Jet:
+    """Chain rule of an elementwise map with σ, σ', σ'' already evaluated at ``z.value``.
 
-    (z, ∇z, ∂²z) ↦ (σ(z), σ'(z)∇z, σ''(z)(∇z)² + σ'(z)∂²z).
+    (z, ∇z, ∂²z, Δz) ↦ (σ(z), σ'(z)∇z, σ''(z)(∇z)² + σ'(z)∂²z, σ''(z)|∇z|² + σ'(z)Δz).
     """
-    order = (z.shape[1] - 1) // d
-    slots = [f0.unsqueeze(1)]
-    if order >= 1:
-        g = z[:, 1 : 1 + d]
+    g = z.grad
+    grad = hess = lap = None
+    if g is not None:
         f1u = f1.unsqueeze(1)
-        slots.append(f1u * g)
-    if order >= 2:
-        h = z[:, 1 + d :]
-        slots.append(f2.unsqueeze(1) * g.square() + f1u * h)
-    return torch.cat(slots, dim=1)
+        grad = f1u * g
+    if z.hess_diag is not None:
+        hess = f2.unsqueeze(1) * g.square() + f1u * z.hess_diag
+    if z.lap is not None:
+        lap = f2 * g.square().sum(dim=1) + f1 * z.lap
+    return Jet(f0, grad, hess, lap)
 
 
 def supports_jet(module: nn.Module) -> bool:
@@ -129,30 +145,23 @@ def supports_jet(module: nn.Module) -> bool:
     return hasattr(module, "forward_jet")
 
 
-def propagate_jet(module: nn.Module, z: Tensor, d: int) -> Tensor:
-    """Push a stacked jet (N, S, k) through ``module``."""
+def propagate_jet(module: nn.Module, z: Jet) -> Jet:
+    """Push a jet through ``module``."""
     if isinstance(module, nn.Sequential):
         for layer in module:
-            z = propagate_jet(layer, z, d)
+            z = propagate_jet(layer, z)
         return z
     if isinstance(module, nn.Linear):
         return linear_jet(z, module.weight, module.bias)
     if isinstance(module, nn.Identity):
         return z
-    return module.forward_jet(z, d)
-
-
-def unstack(z: Tensor, d: int, order: int) -> Jet:
-    value = z[:, 0]
-    grad = z[:, 1 : 1 + d] if order >= 1 else None
-    hess = z[:, 1 + d : 1 + 2 * d] if order >= 2 else None
-    return Jet(value, grad, hess)
+    return module.forward_jet(z)
 
 
 # --------------------------------------------------------------------------- fallbacks
 
 
-def jet_torch_func(model: nn.Module, x: Tensor, order: int = 2) -> Jet:
+def jet_torch_func(model: nn.Module, x: Tensor, order: int = 2, trace: bool = False) -> Jet:
     """Jet of any module through ``torch.func`` (vmap of forward-mode Jacobians)."""
     from torch.func import jacfwd, vmap
 
@@ -166,10 +175,16 @@ def jet_torch_func(model: nn.Module, x: Tensor, order: int = 2) -> Jet:
     if order >= 2:
         h = vmap(jacfwd(jacfwd(f)))(x)  # (N, m, d, d)
         hess = torch.diagonal(h, dim1=2, dim2=3).transpose(1, 2)
-    return Jet(value, grad, hess)
+    return _traced(Jet(value, grad, hess), trace)
 
 
-def jet_autograd(model: nn.Module, x: Tensor, order: int = 2) -> Jet:
+def _traced(j: Jet, trace: bool) -> Jet:
+    if trace and j.hess_diag is not None:
+        return Jet(j.value, j.grad, None, j.hess_diag.sum(dim=1))
+    return j
+
+
+def jet_autograd(model: nn.Module, x: Tensor, order: int = 2, trace: bool = False) -> Jet:
     """Jet by nested ``torch.autograd.grad`` calls — the slow reference path."""
     x = x.detach().requires_grad_(True)
     value = model(x)
@@ -188,16 +203,18 @@ def jet_autograd(model: nn.Module, x: Tensor, order: int = 2) -> Jet:
             hessians.append(torch.stack(cols, dim=1))
     grad = torch.stack(grads, dim=2)
     hess = torch.stack(hessians, dim=2) if order >= 2 else None
-    return Jet(value, grad, hess)
+    return _traced(Jet(value, grad, hess), trace)
 
 
 # --------------------------------------------------------------------------- entry point
 
 
-def jet(model: nn.Module, x: Tensor, order: int = 2) -> Jet:
+def jet(model: nn.Module, x: Tensor, order: int = 2, trace: bool = False) -> Jet:
     """Value and input derivatives (to ``order`` 0, 1 or 2) of ``model`` at points ``x`` (N, d).
 
-    Uses forward jet propagation when the model supports it, ``torch.func`` otherwise.
+    With ``trace`` (order 2), the jet carries the Laplacian instead of the Hessian
+    diagonal, which is cheaper. Uses forward jet propagation when the model supports
+    it, ``torch.func`` otherwise.
     """
     if order not in (0, 1, 2):
         raise ValueError(f"order must be 0, 1 or 2, got {order}")
@@ -206,6 +223,5 @@ def jet(model: nn.Module, x: Tensor, order: int = 2) -> Jet:
     if order == 0:
         return Jet(model(x))
     if supports_jet(model):
-        d = x.shape[1]
-        return unstack(propagate_jet(model, input_jet(x, order), d), d, order)
-    return jet_torch_func(model, x, order)
+        return propagate_jet(model, input_jet(x, order, trace))
+    return jet_torch_func(model, x, order, trace)

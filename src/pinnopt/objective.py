@@ -56,7 +56,7 @@ class Objective:
         out = {}
         for term in self.problem.terms:
             x = self.points[term.name]
-            out[term.name] = term.residual(jet(self.model, x, term.order), x)
+            out[term.name] = term.residual(jet(self.model, x, term.order, term.trace), x)
         return out
 
     def weighted(self, residuals: dict[str, Tensor]) -> dict[str, Tensor]:

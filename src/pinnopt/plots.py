@@ -82,7 +82,9 @@ def plot_solution(model: nn.Module, problem: Problem, path: str | Path, n: int =
         fig, axes = plt.subplots(1, 3, figsize=(14, 4))
         titles = ["prediction", "reference", "|error|"]
         for ax, field, title in zip(axes, [pred, ref, err], titles):
-            im = ax.imshow(field.T.numpy(), origin="lower", extent=extent, aspect="auto", cmap="viridis")
+            im = ax.imshow(
+                field.T.numpy(), origin="lower", extent=extent, aspect="auto", cmap="viridis"
+            )
             fig.colorbar(im, ax=ax)
             ax.set_title(title)
             ax.set_xlabel(problem.input_names[0])

@@ -14,37 +14,45 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from pinnopt.derivatives import Jet
 from pinnopt.models.init import check_dims, seeded
 from pinnopt.models.layers import Activation, InputScaling
 
 
-def _chebyshev_jet(z: Tensor, degree: int, d: int) -> Tensor:
-    """Stacked jets of T_0..T_degree of every feature: (N, S, p) -> (N, S, p, degree + 1).
+def _chebyshev_jet(z: Jet, degree: int) -> Jet:
+    """Jets of T_0..T_degree of every feature; each part gains a last axis of size degree + 1.
 
-    Product rule on T_{k+1} = 2 x T_k - T_{k-1}, slot by slot:
-      value  2 x T_k,   gradient 2(x' T_k + x T_k'),   second 2(x'' T_k + 2 x' T_k' + x T_k'').
+    Product rule on T_{k+1} = 2 x T_k - T_{k-1}, part by part:
+      value 2xT,  gradient 2(x'T + xT'),  second 2(x''T + 2x'T' + xT''),
+      Laplacian 2(Δx T + 2 Σ_i ∂_i x ∂_i T + x ΔT).
     """
-    order = (z.shape[1] - 1) // d
-    x = z[:, 0]
-    one = torch.ones_like(x)
-    zero = torch.zeros_like(z)
-    t_prev = zero.clone()
-    t_prev[:, 0] = one  # T_0 = 1, all derivatives 0
-    polys = [t_prev, z]
+    x, g, h, lap = z.value, z.grad, z.hess_diag, z.lap
+    xg = x.unsqueeze(1)
+
+    def zero(t: Tensor | None) -> Tensor | None:
+        return None if t is None else torch.zeros_like(t)
+
+    polys = [Jet(torch.ones_like(x), zero(g), zero(h), zero(lap)), z]
     for _ in range(1, degree):
-        t = polys[-1]
-        v = 2 * x * t[:, 0]
-        slots = [v.unsqueeze(1)]
-        if order >= 1:
-            g = z[:, 1 : 1 + d]
-            tg = t[:, 1 : 1 + d]
-            slots.append(2 * (g * t[:, :1] + x.unsqueeze(1) * tg))
-        if order >= 2:
-            h = z[:, 1 + d :]
-            th = t[:, 1 + d :]
-            slots.append(2 * (h * t[:, :1] + 2 * g * tg + x.unsqueeze(1) * th))
-        polys.append(torch.cat(slots, dim=1) - polys[-2])
-    return torch.stack(polys[: degree + 1], dim=-1)
+        t, prev = polys[-1], polys[-2]
+        tv = t.value.unsqueeze(1)
+        value = 2 * x * t.value - prev.value
+        grad = hess = lp = None
+        if g is not None:
+            grad = 2 * (g * tv + xg * t.grad) - prev.grad
+        if h is not None:
+            hess = 2 * (h * tv + 2 * g * t.grad + xg * t.hess_diag) - prev.hess_diag
+        if lap is not None:
+            cross = (g * t.grad).sum(dim=1)
+            lp = 2 * (lap * t.value + 2 * cross + x * t.lap) - prev.lap
+        polys.append(Jet(value, grad, hess, lp))
+    polys = polys[: degree + 1]
+
+    def stack(attr: str) -> Tensor | None:
+        parts = [getattr(q, attr) for q in polys]
+        return None if parts[0] is None else torch.stack(parts, dim=-1)
+
+    return Jet(stack("value"), stack("grad"), stack("hess_diag"), stack("lap"))
 
 
 class ChebyshevLayer(nn.Module):
@@ -68,8 +76,9 @@ class ChebyshevLayer(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return torch.einsum("...ik,jik->...j", self.basis(x), self.coeffs)
 
-    def forward_jet(self, z: Tensor, d: int) -> Tensor:
-        return torch.einsum("nsik,jik->nsj", _chebyshev_jet(z, self.degree, d), self.coeffs)
+    def forward_jet(self, z: Jet) -> Jet:
+        basis = _chebyshev_jet(z, self.degree)
+        return basis.map(lambda t: torch.einsum("...ik,jik->...j", t, self.coeffs))
 
 
 class ChebyKAN(nn.Sequential):

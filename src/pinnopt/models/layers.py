@@ -1,7 +1,7 @@
 """Jet-aware building blocks: activations, input scaling, Fourier features.
 
-Each layer has an ordinary ``forward`` and a ``forward_jet(z, d)`` acting on a
-stacked jet (see :mod:`pinnopt.derivatives`).
+Each layer has an ordinary ``forward`` and a ``forward_jet(z)`` mapping a
+:class:`~pinnopt.derivatives.Jet` of its input to one of its output.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from pinnopt.derivatives import elementwise_jet
+from pinnopt.derivatives import Jet, elementwise_jet
 
 # Each activation gives (σ, σ', σ'') evaluated at z.
 Derivatives = Callable[[Tensor], tuple[Tensor, Tensor, Tensor]]
@@ -76,9 +76,8 @@ class Activation(nn.Module):
     def forward(self, z: Tensor) -> Tensor:
         return _FORWARD[self.name](z)
 
-    def forward_jet(self, z: Tensor, d: int) -> Tensor:
-        f0, f1, f2 = self.fn(z[:, 0])
-        return elementwise_jet(z, f0, f1, f2, d)
+    def forward_jet(self, z: Jet) -> Jet:
+        return elementwise_jet(z, *self.fn(z.value))
 
     def extra_repr(self) -> str:
         return self.name
@@ -111,9 +110,9 @@ class InputScaling(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return x * self.scale + self.shift
 
-    def forward_jet(self, z: Tensor, d: int) -> Tensor:
-        out = z * self.scale
-        out[:, 0] += self.shift
+    def forward_jet(self, z: Jet) -> Jet:
+        out = z.map(lambda t: t * self.scale)
+        out.value = out.value + self.shift
         return out
 
 
@@ -139,9 +138,14 @@ class FourierFeatures(nn.Module):
         p = x @ self.B.t()
         return torch.cat([torch.sin(p), torch.cos(p)], dim=-1)
 
-    def forward_jet(self, z: Tensor, d: int) -> Tensor:
-        p = torch.matmul(z, self.B.t())
-        s, c = torch.sin(p[:, 0]), torch.cos(p[:, 0])
-        sin_jet = elementwise_jet(p, s, c, -s, d)
-        cos_jet = elementwise_jet(p, c, -s, -c, d)
-        return torch.cat([sin_jet, cos_jet], dim=-1)
+    def forward_jet(self, z: Jet) -> Jet:
+        p = z.map(lambda t: torch.matmul(t, self.B.t()))
+        s, c = torch.sin(p.value), torch.cos(p.value)
+        sin_jet = elementwise_jet(p, s, c, -s)
+        cos_jet = elementwise_jet(p, c, -s, -c)
+        parts = zip(_parts(sin_jet), _parts(cos_jet))
+        return Jet(*(None if a is None else torch.cat([a, b], dim=-1) for a, b in parts))
+
+
+def _parts(j: Jet) -> tuple[Tensor | None, ...]:
+    return j.value, j.grad, j.hess_diag, j.lap

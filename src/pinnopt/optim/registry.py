@@ -61,29 +61,21 @@ def build_optimizer(
         raise ValueError(f"bad option for optimizer {name}: {e}") from None
 
 
-@register_optimizer("adam", 1e-3, description="Adam (torch.optim.Adam)")
-def _adam(params, lr, **options):
-    return torch.optim.Adam(params, lr=lr, **options)
+def _torch_factory(cls: type[Optimizer]) -> Factory:
+    def factory(params, lr, **options):
+        return cls(params, lr=lr, **options)
+
+    return factory
 
 
-@register_optimizer("adamw", 1e-3, description="AdamW, decoupled weight decay")
-def _adamw(params, lr, **options):
-    return torch.optim.AdamW(params, lr=lr, **options)
-
-
-@register_optimizer("sgd", 1e-3, description="SGD with optional momentum")
-def _sgd(params, lr, **options):
-    return torch.optim.SGD(params, lr=lr, **options)
-
-
-@register_optimizer("rmsprop", 1e-3, description="RMSprop")
-def _rmsprop(params, lr, **options):
-    return torch.optim.RMSprop(params, lr=lr, **options)
-
-
-@register_optimizer("adagrad", 1e-2, description="Adagrad")
-def _adagrad(params, lr, **options):
-    return torch.optim.Adagrad(params, lr=lr, **options)
+for _name, _cls, _lr, _text in [
+    ("adam", torch.optim.Adam, 1e-3, "Adam (torch.optim.Adam)"),
+    ("adamw", torch.optim.AdamW, 1e-3, "AdamW, decoupled weight decay"),
+    ("sgd", torch.optim.SGD, 1e-3, "SGD with optional momentum"),
+    ("rmsprop", torch.optim.RMSprop, 1e-3, "RMSprop"),
+    ("adagrad", torch.optim.Adagrad, 1e-2, "Adagrad"),
+]:
+    register_optimizer(_name, _lr, description=_text)(_torch_factory(_cls))
 
 
 # L-BFGS for PINNs: strong-Wolfe line search, a long history, and tolerances that

@@ -108,6 +108,8 @@ class Term:
 
     ``order`` is the highest input-derivative order the residual reads from the jet
     (0: value only, 1: gradient, 2: Hessian diagonal); lower orders are cheaper.
+    ``trace`` (order 2) says the residual reads only the Laplacian ``u.laplacian()``:
+    the jet then carries Σ_i ∂²u/∂x_i² instead of every ∂²u/∂x_i², which is cheaper.
     """
 
     name: str
@@ -116,10 +118,13 @@ class Term:
     order: int = 2
     n: int = 1000
     weight: float = 1.0
+    trace: bool = False
 
     def __post_init__(self) -> None:
         if self.order not in (0, 1, 2):
             raise ValueError(f"term {self.name!r}: order must be 0, 1 or 2, got {self.order}")
+        if self.trace and self.order != 2:
+            raise ValueError(f"term {self.name!r}: trace needs order 2, got {self.order}")
         if self.n < 1:
             raise ValueError(f"term {self.name!r}: n must be >= 1, got {self.n}")
         if self.weight < 0:

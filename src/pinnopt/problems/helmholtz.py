@@ -37,7 +37,7 @@ def helmholtz2d(a1: float = 1.0, a2: float = 4.0, k: float = 1.0) -> Problem:
         return u.u - exact(x)
 
     terms = [
-        Term("pde", box.interior, pde, order=2, n=2000),
+        Term("pde", box.interior, pde, order=2, n=2000, trace=True),
         Term("bc", box.boundary(), bc, order=0, n=400),
     ]
     return Problem(

@@ -28,7 +28,7 @@ def _poisson(name: str, box: Box, exact, source, n_pde: int, n_bc: int, descript
         return u.u - exact(x)
 
     terms = [
-        Term("pde", box.interior, pde, order=2, n=n_pde),
+        Term("pde", box.interior, pde, order=2, n=n_pde, trace=True),
         Term("bc", box.boundary(), bc, order=0, n=n_bc),
     ]
     names = ("x", "y", "z") if box.dim <= 3 else tuple(f"x{i + 1}" for i in range(box.dim))
