@@ -125,9 +125,9 @@ def elementwise_jet(z: Jet, f0: Tensor, f1: Tensor, f2: Tensor | None) -> Jet:
         f1u = f1.unsqueeze(1)
         grad = f1u * g
     if z.hess_diag is not None:
-        hess = f2.unsqueeze(1) * g.square() + f1u * z.hess_diag
+        hess = torch.addcmul(f1u * z.hess_diag, f2.unsqueeze(1), g.square())
     if z.lap is not None:
-        lap = f2 * g.square().sum(dim=1) + f1 * z.lap
+        lap = torch.addcmul(f1 * z.lap, f2, g.square().sum(dim=1))
     return Jet(f0, grad, hess, lap)
 
 
