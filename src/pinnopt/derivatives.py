@@ -80,10 +80,14 @@ class Jet:
         h = self.hess_diag[:, :, component]
         return h.sum(dim=1) if dims is None else h[:, list(dims)].sum(dim=1)
 
+    @property
+    def parts(self) -> tuple[Tensor | None, ...]:
+        """(value, grad, hess_diag, lap), in the order of the constructor."""
+        return self.value, self.grad, self.hess_diag, self.lap
+
     def map(self, fn) -> Jet:
         """Apply the same linear map to every part (value included)."""
-        parts = (self.value, self.grad, self.hess_diag, self.lap)
-        return Jet(*(None if t is None else fn(t) for t in parts))
+        return Jet(*(None if t is None else fn(t) for t in self.parts))
 
 
 # --------------------------------------------------------------------------- fast path

@@ -46,13 +46,8 @@ def _chebyshev_jet(z: Jet, degree: int) -> Jet:
             cross = (g * t.grad).sum(dim=1)
             lp = 2 * (lap * t.value + 2 * cross + x * t.lap) - prev.lap
         polys.append(Jet(value, grad, hess, lp))
-    polys = polys[: degree + 1]
-
-    def stack(attr: str) -> Tensor | None:
-        parts = [getattr(q, attr) for q in polys]
-        return None if parts[0] is None else torch.stack(parts, dim=-1)
-
-    return Jet(stack("value"), stack("grad"), stack("hess_diag"), stack("lap"))
+    parts = zip(*(q.parts for q in polys[: degree + 1]))
+    return Jet(*(None if p[0] is None else torch.stack(p, dim=-1) for p in parts))
 
 
 class ChebyshevLayer(nn.Module):

@@ -143,9 +143,5 @@ class FourierFeatures(nn.Module):
         s, c = torch.sin(p.value), torch.cos(p.value)
         sin_jet = elementwise_jet(p, s, c, -s)
         cos_jet = elementwise_jet(p, c, -s, -c)
-        parts = zip(_parts(sin_jet), _parts(cos_jet))
+        parts = zip(sin_jet.parts, cos_jet.parts)
         return Jet(*(None if a is None else torch.cat([a, b], dim=-1) for a, b in parts))
-
-
-def _parts(j: Jet) -> tuple[Tensor | None, ...]:
-    return j.value, j.grad, j.hess_diag, j.lap

@@ -33,6 +33,7 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
+from torch import Tensor
 
 from pinnopt.evaluation import Evaluator
 from pinnopt.objective import Objective
@@ -210,7 +211,7 @@ class Trainer:
         self.scaler.step(opt)
         self.scaler.update()
         scheduler_step(self.scheduler, value)
-        return value, {k: float(v.detach()) for k, v in parts.items()}, 1
+        return value, {k: v.detach() for k, v in parts.items()}, 1
 
     def _closure_step(self, end: int) -> tuple[float, dict[str, float], int]:
         opt = self.optimizer
@@ -226,7 +227,7 @@ class Trainer:
             opt.zero_grad(set_to_none=True)
             loss, parts = self.objective.loss_terms()
             if not first:
-                first.update({k: float(v.detach()) for k, v in parts.items()})
+                first.update({k: v.detach() for k, v in parts.items()})
             loss.backward()
             return loss
 
@@ -314,7 +315,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
 
-    def _log(self, loss: float, parts: dict[str, float], errors: dict[str, float] | None) -> None:
+    def _log(self, loss: float, parts: dict[str, Tensor], errors: dict[str, float] | None) -> None:
+        """One history row; the per-term losses become floats only here, not every step."""
         row: dict[str, float | str] = {
             "step": self.step,
             "time": round(self.elapsed, 4),
@@ -322,7 +324,7 @@ class Trainer:
             "lr": self.optimizer.param_groups[0]["lr"],
             "loss": loss,
         }
-        row.update({f"loss_{k}": v for k, v in parts.items()})
+        row.update({f"loss_{k}": float(v) for k, v in parts.items()})
         row.update(errors or {})
         self.history.append(row)
 
