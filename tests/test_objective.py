@@ -188,3 +188,35 @@ def test_points_and_weights_can_change_after_construction():
     loss, new_parts = objective.loss_terms()
     assert new_parts["bc"].item() == 0.0
     torch.testing.assert_close(loss, parts["pde"], atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["wave1d", "burgers1d", "poisson2d"])
+def test_jacobian_rows_are_gradients_of_each_residual(name):
+    problem, model, points = _setup(name)
+    objective = Objective(problem, model, points, weights={problem.terms[0].name: 2.5})
+    params = list(model.parameters())[::-1]  # columns follow the order asked for
+    r, jac = objective.jacobian(params)
+    vector = objective.residual_vector()
+    torch.testing.assert_close(r, vector.detach(), atol=1e-15, rtol=0)
+    rows = [
+        torch.cat([g.flatten() for g in torch.autograd.grad(vector[i], params, retain_graph=True)])
+        for i in range(vector.numel())
+    ]
+    torch.testing.assert_close(jac, torch.stack(rows), atol=1e-13, rtol=0)
+
+
+def test_jacobian_refuses_foreign_parameters():
+    problem, model, points = _setup("poisson2d")
+    with pytest.raises(ValueError, match="not parameters of the objective's model"):
+        Objective(problem, model, points).jacobian([nn.Parameter(torch.zeros(2))])
+
+
+def test_split_and_term_losses_follow_the_terms():
+    problem, model, points = _setup("heat1d")
+    objective = Objective(problem, model, points)
+    r = objective.residual_vector().detach()
+    parts = objective.split(r)
+    assert [p.numel() for p in parts.values()] == [points[t.name].shape[0] for t in problem.terms]
+    _, expected = objective.loss_terms()
+    for name, value in objective.term_losses(r).items():
+        torch.testing.assert_close(value, expected[name].detach(), atol=1e-15, rtol=1e-13)

@@ -53,7 +53,8 @@ def test_adam_then_lbfgs_reduces_loss_and_records_stages(tmp_path):
 
 
 @pytest.mark.parametrize(("chain", "stop_at"), [("adam:30,lbfgs", 20), ("adam:30,lbfgs", 40),
-                                                 ("adam:50,lbfgs:30,adam", 80)])  # fmt: skip
+                                                 ("adam:50,lbfgs:30,adam", 80),
+                                                 ("adam:20,gn", 50)])  # fmt: skip
 def test_resume_repeats_uninterrupted_run_bit_for_bit(tmp_path, chain, stop_at):
     full = build_trainer(small_config(tmp_path / "a", chain), tmp_path / "a")
     ra = full.fit()
@@ -113,6 +114,23 @@ def test_lbfgs_that_meets_its_tolerances_ends_the_run_converged():
     assert result.status == "converged"
     assert result.steps < 1000
     assert result.final_loss < 1e-20
+
+
+def test_gauss_newton_that_no_longer_moves_ends_the_run_converged():
+    result = _constant_trainer("gn", steps=100000).fit()
+    assert result.status == "converged"
+    assert result.steps < 1000
+    assert result.final_loss < 1e-20
+    assert [row["stage"] for row in result.history] == ["gn"] * len(result.history)
+
+
+def test_gauss_newton_stage_reaches_high_accuracy_and_logs_terms(tmp_path):
+    result = build_trainer(small_config(tmp_path, "adam:10,gn", steps=200), tmp_path).fit()
+    assert result.rel_l2 < 1e-5
+    gn_rows = [row for row in result.history if row["stage"] == "gn"]
+    assert gn_rows and all("loss_pde" in row and "loss_bc" in row for row in gn_rows)
+    row = gn_rows[0]
+    assert row["loss"] == pytest.approx(row["loss_pde"] + row["loss_bc"], rel=1e-12)
 
 
 def test_nan_guard_restores_last_good_parameters_and_keeps_checkpoint(tmp_path):

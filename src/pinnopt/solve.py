@@ -102,7 +102,8 @@ def build_trainer(config: Config, out_dir: Path | None = None) -> Trainer:
 def _probe_stage(trainer: Trainer, name: str) -> None:
     s = trainer.settings
     spec = get_optimizer_spec(name)
-    opt = build_optimizer(name, trainer.params, None, **s.optimizer_options.get(name, {}))
+    options = s.optimizer_options.get(name, {})
+    opt = build_optimizer(name, trainer.params, None, trainer.model, **options)
     if not spec.closure:
         build_scheduler(s.scheduler, opt, max(s.steps, 1), **s.scheduler_options)
 

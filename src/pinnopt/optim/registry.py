@@ -1,8 +1,12 @@
 """Optimizers by name, and chains of them (``adam:2000,lbfgs``).
 
 One registry maps a config name to a factory ``factory(params, lr, **options)``;
-the trainer never branches on names. ``closure`` marks optimizers whose
-``step`` needs a closure that re-evaluates the loss (L-BFGS).
+the trainer never branches on names. ``closure`` says what an optimizer's
+``step`` needs: nothing (first-order: the trainer calls ``backward`` first),
+``"loss"`` (a closure that re-evaluates the loss and its gradient: L-BFGS) or
+``"residuals"`` (a closure that returns the residual vector r(θ): Gauss–Newton).
+An optimizer that needs the network itself, not only its parameters (K-FAC
+hooks its layers), says ``needs_model`` and its factory gets ``model=``.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch.optim import Optimizer
 
+from pinnopt.optim.gauss_newton import GaussNewton
 from pinnopt.optim.lbfgs import LBFGS
 
 Factory = Callable[..., Optimizer]
@@ -23,22 +28,34 @@ class OptimizerSpec:
     name: str
     factory: Factory
     default_lr: float
-    closure: bool
+    closure: str | None  # None, "loss" or "residuals"
     description: str
+    needs_model: bool = False
 
 
 OPTIMIZERS: dict[str, OptimizerSpec] = {}
 
 
+CLOSURES = (None, "loss", "residuals")
+
+
 def register_optimizer(
-    name: str, default_lr: float, closure: bool = False, description: str = ""
+    name: str,
+    default_lr: float,
+    closure: str | None = None,
+    description: str = "",
+    needs_model: bool = False,
 ) -> Callable[[Factory], Factory]:
     """Decorator adding ``factory(params, lr, **options)`` to the registry under ``name``."""
+    if closure not in CLOSURES:
+        raise ValueError(f"closure must be one of {CLOSURES}, got {closure!r}")
 
     def add(factory: Factory) -> Factory:
         if name in OPTIMIZERS:
             raise ValueError(f"optimizer {name!r} is already registered")
-        OPTIMIZERS[name] = OptimizerSpec(name, factory, default_lr, closure, description)
+        OPTIMIZERS[name] = OptimizerSpec(
+            name, factory, default_lr, closure, description, needs_model
+        )
         return factory
 
     return add
@@ -51,10 +68,21 @@ def get_optimizer_spec(name: str) -> OptimizerSpec:
 
 
 def build_optimizer(
-    name: str, params: Iterable[torch.Tensor], lr: float | None = None, **options
+    name: str,
+    params: Iterable[torch.Tensor],
+    lr: float | None = None,
+    model: torch.nn.Module | None = None,
+    **options,
 ) -> Optimizer:
-    """Build the optimizer ``name``; ``lr=None`` takes its default learning rate."""
+    """Build the optimizer ``name``; ``lr=None`` takes its default learning rate.
+
+    ``model`` is passed on to optimizers that need it (``needs_model``), and required there.
+    """
     spec = get_optimizer_spec(name)
+    if spec.needs_model:
+        if model is None:
+            raise ValueError(f"optimizer {name} needs the model (model=...)")
+        options["model"] = model
     try:
         return spec.factory(params, lr=spec.default_lr if lr is None else lr, **options)
     except TypeError as e:  # unknown keyword option
@@ -89,10 +117,20 @@ LBFGS_DEFAULTS = {
 
 
 @register_optimizer(
-    "lbfgs", 1.0, closure=True, description="L-BFGS, strong Wolfe, loss rescaled for precision"
+    "lbfgs", 1.0, closure="loss", description="L-BFGS, strong Wolfe, loss rescaled for precision"
 )
 def _lbfgs(params, lr, **options):
     return LBFGS(params, lr=lr, **{**LBFGS_DEFAULTS, **options})
+
+
+@register_optimizer(
+    "gn",
+    1.0,
+    closure="residuals",
+    description="Gauss-Newton / Levenberg-Marquardt (dense, Woodbury or CG solve)",
+)
+def _gauss_newton(params, lr, **options):
+    return GaussNewton(params, lr=lr, **options)
 
 
 @dataclass(frozen=True)

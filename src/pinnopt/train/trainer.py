@@ -3,11 +3,12 @@
 The trainer knows the objective contract and the optimizer registry, nothing
 else: ``adam:2000,lbfgs`` runs Adam for 2000 steps, then L-BFGS for the rest of
 the step budget. First-order stages get gradient clipping, AMP and a learning
-rate schedule; closure optimizers (L-BFGS) get a closure that re-evaluates the
-loss. A step is one optimizer iteration; L-BFGS runs ``closure_iterations``
-iterations per call and the trainer counts each; a closure stage ends early when
-the optimizer stops short of its iterations (its own tolerances are met) or
-the loss no longer decreases.
+rate schedule; closure optimizers get a closure: one that re-evaluates the loss
+(L-BFGS) or one that returns the residual vector and its Jacobian (Gauss–Newton,
+:class:`~pinnopt.objective.ResidualClosure`). A step is one optimizer iteration;
+L-BFGS runs ``closure_iterations`` iterations per call and the trainer counts
+each; a closure stage ends early when the optimizer stops short of its
+iterations (its own tolerances are met) or the loss no longer decreases.
 
 Stops: step budget, wall-clock budget, early stopping, a converged closure
 optimizer, a callback asking to stop, Ctrl-C, or a non-finite loss. On a
@@ -36,7 +37,7 @@ from rich.progress import (
 from torch import Tensor
 
 from pinnopt.evaluation import Evaluator
-from pinnopt.objective import Objective
+from pinnopt.objective import Objective, ResidualClosure
 from pinnopt.optim.registry import Stage, build_optimizer, get_optimizer_spec
 from pinnopt.train.checkpoint import CheckpointError, save_checkpoint
 from pinnopt.train.schedulers import build_scheduler, scheduler_step
@@ -170,7 +171,7 @@ class Trainer:
         spec = get_optimizer_spec(stage.optimizer)
         options = dict(self.settings.optimizer_options.get(stage.optimizer, {}))
         lr = None if spec.closure else self.settings.lr
-        self.optimizer = build_optimizer(stage.optimizer, self.params, lr, **options)
+        self.optimizer = build_optimizer(stage.optimizer, self.params, lr, self.model, **options)
         self.scheduler = None
         if not spec.closure:
             start, end = self.bounds[self.stage_index]
@@ -213,35 +214,57 @@ class Trainer:
         scheduler_step(self.scheduler, value)
         return value, {k: v.detach() for k, v in parts.items()}, 1
 
-    def _closure_step(self, end: int) -> tuple[float, dict[str, float], int]:
+    def _closure_step(self, end: int) -> tuple[float, dict[str, Tensor], int]:
+        """One ``step(closure)`` call: L-BFGS iterations (``loss``) or one Gauss–Newton step.
+
+        The closure's first evaluation is the step's starting point: its loss is the
+        one reported, and once seen finite the parameters are remembered (and a due
+        checkpoint written) before the optimizer moves them.
+        """
         opt = self.optimizer
-        first: dict[str, float] = {}
-        group = opt.param_groups[0]
-        offset = (self.step - self.bounds[self.stage_index][0]) % self.settings.closure_iterations
-        chunk = min(self.settings.closure_iterations - offset, end - self.step)
-        if "max_iter" in group:
-            group["max_iter"] = chunk
-            group["max_eval"] = chunk * 25  # room for line searches: never the reason to stop
+        kind = get_optimizer_spec(self._current_stage().optimizer).closure
+        first: dict[str, Any] = {}
 
-        def closure() -> torch.Tensor:
-            opt.zero_grad(set_to_none=True)
-            loss, parts = self.objective.loss_terms()
-            if not first:
-                first.update({k: v.detach() for k, v in parts.items()})
-            loss.backward()
-            return loss
+        def observe(loss: Tensor, parts: dict[str, Tensor]) -> None:
+            if first:
+                return
+            first.update(loss=float(loss), parts={k: v.detach() for k, v in parts.items()})
+            if math.isfinite(first["loss"]):
+                self._on_finite_loss()
 
-        state = opt.state[self.params[0]]
-        before = state.get("n_iter", 0)
-        value = float(closure().detach())  # check the starting point before the optimizer moves
+        if kind == "residuals":
+            objective = self.objective
+            closure = ResidualClosure(
+                objective, lambda r: observe(0.5 * r.dot(r), objective.term_losses(r))
+            )
+            opt.step(closure)
+            done, self._closure_converged = 1, False
+        else:
+            group = opt.param_groups[0]
+            start = self.bounds[self.stage_index][0]
+            offset = (self.step - start) % self.settings.closure_iterations
+            chunk = min(self.settings.closure_iterations - offset, end - self.step)
+            if "max_iter" in group:
+                group["max_iter"] = chunk
+                group["max_eval"] = chunk * 25  # room for line searches: never the reason to stop
+
+            def closure() -> Tensor:
+                opt.zero_grad(set_to_none=True)
+                loss, parts = self.objective.loss_terms()
+                observe(loss.detach(), parts)
+                loss.backward()
+                return loss
+
+            state = opt.state[self.params[0]]
+            before = state.get("n_iter", 0)
+            opt.step(closure)
+            done = state.get("n_iter", before + 1) - before
+            # fewer iterations than asked: the optimizer met its own tolerances
+            self._closure_converged = done < chunk
+        value = first.get("loss", math.nan)
         if not math.isfinite(value):
             return value, {}, 0
-        self._on_finite_loss()
-        opt.step(closure)
-        done = state.get("n_iter", before + 1) - before
-        # fewer iterations than asked: the optimizer met its own tolerances
-        self._closure_converged = done < chunk
-        return value, first, done
+        return value, first["parts"], done
 
     def _remember_good(self) -> None:
         with torch.no_grad():

@@ -1,0 +1,377 @@
+"""Gauss–Newton with Levenberg–Marquardt damping for losses ½‖r(θ)‖².
+
+Each step linearizes the residual, r(θ + δ) ≈ r + Jδ with J = ∂r/∂θ, and solves the
+damped normal equations
+
+    (JᵀJ + μI) δ = −Jᵀr                                            (1)
+
+(Levenberg 1944; Marquardt 1963). The damping μ follows the gain ratio
+ρ = (L(θ) − L(θ + δ)) / (L(θ) − m(δ)) of actual to predicted reduction, where
+m(δ) = ½‖r + Jδ‖² and, by (1), L(θ) − m(δ) = ½ δᵀ(μδ − Jᵀr). A step with ρ > 0 is
+accepted and μ ← μ · max(1/3, 1 − (2ρ − 1)³); otherwise (a non-finite loss
+included) the parameters are put back, μ ← μ·ν, ν ← 2ν and (1) is solved again
+(Nielsen 1999; Madsen, Nielsen & Tingleff, "Methods for non-linear least squares
+problems", 2004, §3.2).
+
+For a linear PDE the PINN residual is r(θ) = L u_θ − f with a linear operator L,
+JᵀJ is the Gramian of the energy inner product on the network's tangent space,
+and (1) with μ → 0 is the energy natural gradient step of Müller & Zeinhofer,
+"Achieving high accuracy with PINNs via energy natural gradient descent", ICML 2023.
+``line_search=True`` adds their step-size search (the best of δ, δ/2, δ/4, …).
+
+Three ways to solve (1), all giving the same δ (up to the CG tolerance):
+
+* ``dense``: form JᵀJ (P × P) and factor it by Cholesky — cost M P² + P³/3;
+* ``woodbury``: δ = −Jᵀ (JJᵀ + μI)⁻¹ r, an M × M solve in sample space — cost
+  P M² + M³/3, the cheaper one when there are fewer residuals M than parameters P;
+* ``cg``: conjugate gradient on (1) with products Jv and Jᵀu by automatic
+  differentiation, never forming J — memory of a few gradients, for large P.
+
+``solver="auto"`` picks by size (see :func:`choose_solver`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+SOLVERS = ("auto", "dense", "woodbury", "cg")
+# "auto" forms J (M × P doubles) only below this many entries, and factors at most
+# a MAX_FACTOR × MAX_FACTOR matrix; beyond either it runs conjugate gradient.
+MAX_JACOBIAN_ENTRIES = 2**25
+MAX_FACTOR = 6000
+
+
+def choose_solver(n_residuals: int, n_params: int) -> str:
+    """The back end ``solver="auto"`` uses for M residuals and P parameters."""
+    small = min(n_residuals, n_params)
+    if n_residuals * n_params > MAX_JACOBIAN_ENTRIES or small > MAX_FACTOR:
+        return "cg"
+    return "dense" if n_params <= n_residuals else "woodbury"
+
+
+class GaussNewton(Optimizer):
+    """Levenberg–Marquardt: damped Gauss–Newton on ½‖r(θ)‖² (see the module docstring).
+
+    ``step(closure)`` takes a closure returning the residual vector r(θ) at the
+    current parameters, with its autograd graph. If the closure also has
+    ``jacobian(params) -> (r, J)`` (as :class:`pinnopt.objective.ResidualClosure`
+    does) the dense and Woodbury back ends take J from it; otherwise J is built by
+    autograd from ``closure()``.
+
+    Args:
+        lr: scale of the accepted step (1 is the Gauss–Newton step).
+        damping: initial μ; adapted by the gain ratio afterwards.
+        damping_min, damping_max: bounds on μ.
+        solver: ``auto``, ``dense``, ``woodbury`` or ``cg``.
+        max_retries: solves per step after a rejected one; then the step leaves θ as it was.
+        line_search: try δ, δ/2, …, δ/2^(line_search_steps−1) and keep the best.
+        cg_tol: CG stops when ‖residual of (1)‖ ≤ cg_tol · ‖Jᵀr‖.
+        cg_max_iter: CG iterations per solve.
+    """
+
+    def __init__(
+        self,
+        params,
+        lr: float = 1.0,
+        damping: float = 1e-3,
+        damping_min: float = 1e-15,
+        damping_max: float = 1e12,
+        solver: str = "auto",
+        max_retries: int = 20,
+        line_search: bool = False,
+        line_search_steps: int = 8,
+        cg_tol: float = 1e-10,
+        cg_max_iter: int = 500,
+    ) -> None:
+        if not lr > 0:
+            raise ValueError(f"Invalid lr: {lr}")
+        if not 0 < damping_min <= damping <= damping_max:
+            raise ValueError(
+                f"Invalid damping: need 0 < damping_min <= damping <= damping_max, got "
+                f"{damping_min}, {damping}, {damping_max}"
+            )
+        if solver not in SOLVERS:
+            raise ValueError(f"Invalid solver: {solver!r}; allowed: {', '.join(SOLVERS)}")
+        if max_retries < 0:
+            raise ValueError(f"Invalid max_retries: {max_retries}")
+        if line_search_steps < 1:
+            raise ValueError(f"Invalid line_search_steps: {line_search_steps}")
+        if not cg_tol > 0:
+            raise ValueError(f"Invalid cg_tol: {cg_tol}")
+        if cg_max_iter < 1:
+            raise ValueError(f"Invalid cg_max_iter: {cg_max_iter}")
+        defaults = dict(
+            lr=lr, damping=damping, damping_min=damping_min, damping_max=damping_max,
+            solver=solver, max_retries=max_retries, line_search=line_search,
+            line_search_steps=line_search_steps, cg_tol=cg_tol, cg_max_iter=cg_max_iter,
+        )  # fmt: skip
+        super().__init__(params, defaults)
+        if len(self.param_groups) != 1:
+            raise ValueError("GaussNewton takes one parameter group (it solves for all at once)")
+
+    @property
+    def _params(self) -> list[Tensor]:
+        return self.param_groups[0]["params"]
+
+    @property
+    def solver(self) -> str:
+        """The back end of the last step ("" before the first)."""
+        return SOLVERS[self._state()["solver"]] if self._state()["solver"] else ""
+
+    def _state(self) -> dict:
+        """Optimizer-wide state, kept on the first parameter so that state_dict round-trips."""
+        state = self.state[self._params[0]]
+        if not state:
+            state.update(
+                step=0, damping=self.param_groups[0]["damping"], nu=2.0,
+                rejected=0, gain_ratio=math.nan, solver=0, n_residuals=0,
+            )  # fmt: skip
+        return state
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Tensor]) -> Tensor:  # type: ignore[override]
+        """One accepted (or, after ``max_retries``, abandoned) step; returns the starting loss."""
+        if closure is None:
+            raise ValueError("GaussNewton needs a closure that returns the residual vector")
+        group, state, params = self.param_groups[0], self._state(), self._params
+        system = self._linear_system(closure, group, state, params)
+        r = system.r
+        loss = 0.5 * r.dot(r)
+        if not torch.isfinite(loss):
+            return loss
+        g = system.gradient()
+        start = [p.detach().clone() for p in params]
+        loss0 = float(loss)
+        for _ in range(group["max_retries"] + 1):
+            mu = state["damping"]
+            delta = system.solve(g, mu, group)
+            if delta is not None and _negligible(g, delta, mu, loss0):
+                break  # stationary to working precision: no step can lower the loss
+            accepted = False
+            if delta is not None:
+                new_loss, predicted = self._try(closure, params, start, delta, g, mu, group)
+                rho = (loss0 - new_loss) / predicted if predicted > 0 else -math.inf
+                state["gain_ratio"] = rho
+                accepted = math.isfinite(new_loss) and rho > 0
+            if accepted:
+                factor = max(1 / 3, 1 - (2 * rho - 1) ** 3)
+                state["damping"] = max(group["damping_min"], mu * factor)
+                state["nu"] = 2.0
+                break
+            _set(params, start)
+            state["rejected"] += 1
+            state["damping"] = min(group["damping_max"], mu * state["nu"])
+            state["nu"] *= 2.0
+            if mu >= group["damping_max"]:
+                break
+            if isinstance(system, _MatrixFree):  # its graph saw θ change in place: rebuild
+                with torch.enable_grad():
+                    system = _MatrixFree(closure().reshape(-1), params)
+        state["step"] += 1
+        return loss
+
+    def _linear_system(self, closure, group, state, params) -> _Dense | _MatrixFree:
+        """r(θ) and the operator of (1) by the chosen back end.
+
+        ``auto`` decides from the sizes of the previous step, so that a closure with
+        ``jacobian`` is evaluated once per step; the first step evaluates r to learn M.
+        """
+        n_params = sum(p.numel() for p in params)
+        solver = group["solver"]
+        if solver == "auto":
+            solver = SOLVERS[state["solver"]]  # "auto" itself before the first step
+        r = None
+        if solver in ("auto", "cg"):
+            with torch.enable_grad():
+                r = closure().reshape(-1)
+        if group["solver"] == "auto":
+            solver = choose_solver(r.numel() if r is not None else state["n_residuals"], n_params)
+        if solver == "cg":
+            if r is None:
+                with torch.enable_grad():
+                    r = closure().reshape(-1)
+            system = _MatrixFree(r, params)
+        else:
+            jacobian = getattr(closure, "jacobian", None)
+            if jacobian is not None:
+                r, J = jacobian(params)
+            else:
+                if r is None:
+                    with torch.enable_grad():
+                        r = closure().reshape(-1)
+                J = _autograd_jacobian(r, params)
+            system = _Dense(r.detach(), J, woodbury=solver == "woodbury")
+        # an index, not the name: Optimizer.load_state_dict mangles strings in state
+        state["solver"], state["n_residuals"] = SOLVERS.index(solver), system.r.numel()
+        return system
+
+    def _try(self, closure, params, start, delta, g, mu, group) -> tuple[float, float]:
+        """Move to θ + α·lr·δ for the best α tried; (new loss, predicted reduction at that α)."""
+        gd = float(g.dot(delta))
+        jd2 = max(0.0, -gd - mu * float(delta.dot(delta)))  # ‖Jδ‖² from (1)
+        alphas = [0.5**k for k in range(group["line_search_steps"] if group["line_search"] else 1)]
+        best = (math.inf, 0.0, 0.0)
+        for alpha in alphas:
+            a = alpha * group["lr"]
+            _set(params, start, delta, a)
+            rv = closure().reshape(-1)
+            value = float(0.5 * rv.dot(rv))
+            if value < best[0]:
+                best = (value, a, -(a * gd + 0.5 * a * a * jd2))
+        _set(params, start, delta, best[1])
+        return best[0], best[2]
+
+
+def _negligible(g: Tensor, delta: Tensor, mu: float, loss: float) -> bool:
+    """True when the predicted reduction ½δᵀ(μδ − g) is below rounding of the loss."""
+    predicted = 0.5 * (mu * float(delta.dot(delta)) - float(g.dot(delta)))
+    return predicted <= 4 * torch.finfo(g.dtype).eps * loss
+
+
+def _set(params: Sequence[Tensor], start: Sequence[Tensor], delta: Tensor | None = None,
+         alpha: float = 0.0) -> None:  # fmt: skip
+    """θ ← start + α·δ (δ flat, in parameter order)."""
+    offset = 0
+    for p, p0 in zip(params, start):
+        n = p.numel()
+        if delta is None or alpha == 0.0:
+            p.copy_(p0)
+        else:
+            torch.add(p0, delta[offset : offset + n].view_as(p), alpha=alpha, out=p)
+        offset += n
+
+
+def _flat(tensors: Sequence[Tensor | None], params: Sequence[Tensor]) -> Tensor:
+    return torch.cat(
+        [(torch.zeros_like(p) if t is None else t).reshape(-1) for t, p in zip(tensors, params)]
+    )
+
+
+def _autograd_jacobian(r: Tensor, params: Sequence[Tensor], chunk: int = 256) -> Tensor:
+    """J = ∂r/∂params row by row (batched vector–Jacobian products), for plain closures."""
+    rows = []
+    with torch.enable_grad():
+        for start in range(0, r.numel(), chunk):
+            n = min(chunk, r.numel() - start)
+            eye = torch.zeros(n, r.numel(), dtype=r.dtype, device=r.device)
+            eye[:, start : start + n].fill_diagonal_(1.0)
+            grads = torch.autograd.grad(
+                r, params, eye, retain_graph=True, is_grads_batched=True, allow_unused=True
+            )
+            rows.append(
+                torch.cat(
+                    [
+                        (
+                            torch.zeros(n, p.numel(), dtype=r.dtype, device=r.device)
+                            if gr is None
+                            else gr.reshape(n, -1)
+                        )
+                        for gr, p in zip(grads, params)
+                    ],
+                    dim=1,
+                )  # fmt: skip
+            )
+    return torch.cat(rows)
+
+
+class _Dense:
+    """(1) with J formed: Cholesky of JᵀJ + μI, or of JJᵀ + μI (Woodbury)."""
+
+    def __init__(self, r: Tensor, J: Tensor, woodbury: bool) -> None:
+        self.r, self.J, self.woodbury = r, J, woodbury
+        self.gram = J @ J.t() if woodbury else J.t() @ J
+
+    def gradient(self) -> Tensor:
+        return self.J.t() @ self.r
+
+    def solve(self, g: Tensor, mu: float, group: dict) -> Tensor | None:
+        a = self.gram.clone()
+        a.diagonal().add_(mu)
+        chol, info = torch.linalg.cholesky_ex(a)
+        if int(info) != 0:
+            return None
+        if self.woodbury:
+            # (JᵀJ + μI)⁻¹ Jᵀ = Jᵀ (JJᵀ + μI)⁻¹
+            y = torch.cholesky_solve(self.r.unsqueeze(1), chol).squeeze(1)
+            delta = -(self.J.t() @ y)
+        else:
+            delta = -torch.cholesky_solve(g.unsqueeze(1), chol).squeeze(1)
+        return delta if bool(torch.isfinite(delta).all()) else None
+
+
+class _MatrixFree:
+    """(1) by conjugate gradient with Jv and Jᵀu from autograd; J is never formed.
+
+    Jᵀu is a backward pass through r's graph. Jv uses the double-backward identity
+    Jv = ∂/∂u ⟨Jᵀu, v⟩: Jᵀu is built once with ``create_graph`` for a dummy u, and
+    each product is one backward pass through that (linear in u) graph.
+    """
+
+    def __init__(self, r: Tensor, params: Sequence[Tensor]) -> None:
+        self.graph, self.r, self.params = r, r.detach(), list(params)
+        with torch.enable_grad():
+            self.u = torch.zeros_like(r, requires_grad=True)
+            self.jtu = torch.autograd.grad(
+                r, self.params, self.u, create_graph=True, allow_unused=True
+            )
+
+    def gradient(self) -> Tensor:
+        return self.jt(self.r)
+
+    def jt(self, u: Tensor) -> Tensor:
+        with torch.enable_grad():
+            g = torch.autograd.grad(
+                self.graph, self.params, u, retain_graph=True, allow_unused=True
+            )
+        return _flat(g, self.params)
+
+    def j(self, v: Tensor) -> Tensor:
+        pieces, offset, outs = [], 0, []
+        for p, t in zip(self.params, self.jtu):
+            n = p.numel()
+            if t is not None and t.requires_grad:
+                outs.append(t)
+                pieces.append(v[offset : offset + n].view_as(p))
+            offset += n
+        with torch.enable_grad():
+            (jv,) = torch.autograd.grad(outs, self.u, pieces, retain_graph=True)
+        return jv
+
+    def solve(self, g: Tensor, mu: float, group: dict) -> Tensor | None:
+        def apply(v: Tensor) -> Tensor:
+            return self.jt(self.j(v)) + mu * v
+
+        delta = conjugate_gradient(apply, -g, group["cg_tol"], group["cg_max_iter"])
+        return delta if bool(torch.isfinite(delta).all()) else None
+
+
+def conjugate_gradient(apply: Callable[[Tensor], Tensor], b: Tensor, tol: float, max_iter: int
+                       ) -> Tensor:  # fmt: skip
+    """x with apply(x) ≈ b for a symmetric positive definite ``apply`` (Hestenes–Stiefel).
+
+    Stops when ‖b − apply(x)‖ ≤ tol·‖b‖ or after ``max_iter`` iterations.
+    """
+    x = torch.zeros_like(b)
+    res = b.clone()
+    d = res.clone()
+    rr = float(res.dot(res))
+    stop = tol * tol * rr
+    for _ in range(max_iter):
+        if rr <= stop:
+            break
+        ad = apply(d)
+        dad = float(d.dot(ad))
+        if not dad > 0:
+            break
+        a = rr / dad
+        x.add_(d, alpha=a)
+        res.sub_(ad, alpha=a)
+        rr_new = float(res.dot(res))
+        d.mul_(rr_new / rr).add_(res)
+        rr = rr_new
+    return x
