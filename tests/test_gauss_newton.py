@@ -94,7 +94,7 @@ def test_damping_rises_after_a_rejected_step_and_falls_after_good_ones():
     w = torch.nn.Parameter(torch.tensor([1.5], dtype=DTYPE))
     opt = GaussNewton([w], damping=1e-8)
     closure = lambda: 10 * torch.sin(w) - 9.0  # noqa: E731
-    loss0 = float(0.5 * closure().square().sum())
+    loss0 = float(0.5 * closure().detach().square().sum())
     opt.step(closure)
     state = opt.state[w]
     assert state["rejected"] >= 1

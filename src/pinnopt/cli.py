@@ -7,6 +7,7 @@ allowed, and exits with code 2 — never a traceback.
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -15,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pinnopt.config import ConfigError, load_config, make_config
+from pinnopt.config import ConfigError, load_config, make_config, merge
 from pinnopt.train.checkpoint import CheckpointError
 
 app = typer.Typer(
@@ -129,9 +130,106 @@ def list_components() -> None:
     console.print(f"schedulers: {', '.join(SCHEDULERS)}")
 
 
+@app.command()
+def bench(
+    problems: Annotated[
+        list[str] | None,
+        typer.Option(help="Problems, space- or comma-separated (default: all, or the config's)."),
+    ] = None,
+    optimizers: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Optimizers or chains, space-separated: --optimizers gn adam:1000,lbfgs."
+        ),
+    ] = None,
+    time_limit: Annotated[
+        float | None, typer.Option("--time-limit", help="Wall-clock seconds per run (60).")
+    ] = None,
+    seeds: Annotated[int, typer.Option(help="Seeds 0..K-1 per problem and optimizer.")] = 1,
+    out: Annotated[Path, typer.Option(help="Output directory.")] = Path("runs/bench"),
+    model: Annotated[str | None, typer.Option(help="mlp or chebykan.")] = None,
+    width: Annotated[int | None, typer.Option(help="Hidden units per layer.")] = None,
+    depth: Annotated[int | None, typer.Option(help="Hidden layers.")] = None,
+    steps: Annotated[int | None, typer.Option(help="Step budget per run (10**7).")] = None,
+    threads: Annotated[
+        int | None, typer.Option(help="Torch threads per run (0: PyTorch's default).")
+    ] = None,
+    eval_every: Annotated[
+        int | None, typer.Option("--eval-every", help="Steps between error evaluations.")
+    ] = None,
+    config: Annotated[Path | None, typer.Option(help="Base TOML config of every run.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+) -> None:
+    """Run every problem × optimizer × seed; write results.csv, results.md and plots to OUT."""
+    from pinnopt.bench.matrix import check_buildable, plan
+    from pinnopt.bench.report import write_report
+    from pinnopt.bench.runner import run_matrix
+
+    base = load_config(config) if config is not None else make_config({})
+    data = base.model_dump(exclude_unset=True)  # only what the file says
+    flags = {
+        "model": {"kind": model, "width": width, "depth": depth},
+        "training": dict(
+            time_limit=time_limit, steps=steps, threads=threads, eval_every=eval_every
+        ),
+    }
+    data = merge(data, {k: {f: v for f, v in d.items() if v is not None} for k, d in flags.items()})
+    names = [p for entry in problems or [] for p in entry.split(",") if p.strip()]
+    runs = plan(data, names, optimizers, seeds, out)
+    check_buildable(runs)
+    command = bench_command(problems, optimizers, seeds, out, config, flags, quiet)
+    console = Console()
+    rows = run_matrix(runs, out, command, console, quiet)
+    paths = write_report(out)
+    console.print(f"{len(rows)} of {len(runs)} runs; results in {out}:", highlight=False)
+    for name in ["results.csv", *paths]:
+        console.print(f"  {out / name}", highlight=False, soft_wrap=True)
+
+
+def bench_command(problems, optimizers, seeds, out, config, flags, quiet) -> str:
+    """The ``pinnopt bench`` command line that the given options spell."""
+    words = ["pinnopt", "bench"]
+    if problems:
+        words += ["--problems", *problems]
+    if optimizers:
+        words += ["--optimizers", *optimizers]
+    for section in flags.values():
+        for key, value in section.items():
+            if value is not None:
+                flag = {"kind": "model"}.get(key, key).replace("_", "-")
+                words += [f"--{flag}", str(value)]
+    words += ["--seeds", str(seeds), "--out", str(out)]
+    words += ["--config", str(config)] if config is not None else []
+    words += ["--quiet"] if quiet else []
+    return shlex.join(words)
+
+
+# options whose values may follow them space-separated: `--optimizers gn adam:10,lbfgs`
+MULTI_VALUE_OPTIONS = {"bench": ("--problems", "--optimizers")}
+
+
+def spread_values(argv: list[str]) -> list[str]:
+    """Repeat a multi-value option before each of its values, as click expects.
+
+    ``bench --optimizers gn lbfgs --seeds 2`` becomes
+    ``bench --optimizers gn --optimizers lbfgs --seeds 2``: the values of such an
+    option run up to the next word that starts with ``-``.
+    """
+    options = MULTI_VALUE_OPTIONS.get(argv[0], ()) if argv else ()
+    out, current = [], None
+    for word in argv:
+        if word.startswith("-"):
+            name = word.split("=", 1)[0]
+            current = name if name in options else None
+        elif current is not None and out[-1] != current:
+            out.append(current)
+        out.append(word)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app; bad input is one line on stderr and exit code 2."""
-    argv = sys.argv[1:] if argv is None else list(argv)
+    argv = spread_values(sys.argv[1:] if argv is None else list(argv))
     try:
         app(args=argv or ["--help"], standalone_mode=False)
     except (ConfigError, CheckpointError) as e:
