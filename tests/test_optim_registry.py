@@ -27,27 +27,41 @@ def test_parse_chain_errors(text, match):
 
 
 def test_every_registered_optimizer_builds_and_steps():
+    # r(w) = I·w through a bias-free linear layer (K-FAC needs a layer to hook), loss ½‖w‖²
+    x = torch.eye(2, dtype=torch.float64)
     for name, spec in OPTIMIZERS.items():
-        w = torch.nn.Parameter(torch.tensor([3.0, -2.0], dtype=torch.float64))
-        opt = build_optimizer(name, [w])
+        model = torch.nn.Linear(2, 1, bias=False, dtype=torch.float64)
+        with torch.no_grad():
+            model.weight.copy_(torch.tensor([[3.0, -2.0]]))
+        w = model.weight
+        opt = build_optimizer(name, model.parameters(), model=model)
         assert opt.param_groups[0]["lr"] == spec.default_lr
 
-        def closure(opt=opt, w=w):
+        def residuals(model=model):
+            return model(x).reshape(-1)
+
+        def closure(opt=opt, residuals=residuals):
             opt.zero_grad()
-            loss = (w**2).sum()
+            loss = 0.5 * residuals().square().sum()
             loss.backward()
             return loss
 
         before = float((w**2).sum().detach())
         for _ in range(5):
             if spec.closure == "residuals":
-                opt.step(lambda w=w: w * 1.0)  # r(w) = w, loss ½‖w‖²
+                opt.step(residuals)
             elif spec.closure == "loss":
                 opt.step(closure)
             else:
                 closure()
                 opt.step()
         assert float((w**2).sum().detach()) < before, name
+
+
+def test_optimizer_that_needs_the_model_says_so():
+    w = torch.nn.Parameter(torch.zeros(2))
+    with pytest.raises(ValueError, match="optimizer kfac needs the model"):
+        build_optimizer("kfac", [w])
 
 
 def test_lbfgs_defaults_are_for_float64_precision():

@@ -54,7 +54,8 @@ def test_adam_then_lbfgs_reduces_loss_and_records_stages(tmp_path):
 
 @pytest.mark.parametrize(("chain", "stop_at"), [("adam:30,lbfgs", 20), ("adam:30,lbfgs", 40),
                                                  ("adam:50,lbfgs:30,adam", 80),
-                                                 ("adam:20,gn", 50)])  # fmt: skip
+                                                 ("adam:20,gn", 50), ("adam:20,kfac", 50),
+                                                 ("kfac:30,adam", 40)])  # fmt: skip
 def test_resume_repeats_uninterrupted_run_bit_for_bit(tmp_path, chain, stop_at):
     full = build_trainer(small_config(tmp_path / "a", chain), tmp_path / "a")
     ra = full.fit()

@@ -25,16 +25,37 @@ Trace mode carries 2 + d slots instead of 1 + 2d; use it when a residual reads
 only the Laplacian. Any other ``nn.Module`` falls back to ``torch.func``
 (jacfwd over vmap), and :func:`jet_autograd` is the plain nested
 ``torch.autograd.grad`` reference.
+
+Jet hooks: jets do not pass through ``nn.Linear.__call__``, so torch's forward
+hooks never see the derivative slots. ``register_jet_hook(linear, fn)`` adds
+``fn(module, input_jet, output_jet)``, called by :func:`propagate_jet` right after
+that layer (a returned :class:`Jet` replaces the output, as with torch's forward
+hooks); it returns a ``RemovableHandle``. Hooks live in a dict on the module
+itself, and a layer without hooks costs one attribute lookup. K-FAC for PINNs
+(:mod:`pinnopt.optim.kfac`) reads each layer's input and output jets this way.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
+from torch.utils.hooks import RemovableHandle
 
-__all__ = ["Jet", "jet", "jet_autograd", "jet_torch_func", "supports_jet", "propagate_jet"]
+__all__ = [
+    "Jet",
+    "jet",
+    "jet_autograd",
+    "jet_torch_func",
+    "supports_jet",
+    "propagate_jet",
+    "register_jet_hook",
+]
+
+JetHook = Callable[[nn.Module, "Jet", "Jet"], "Jet | None"]
 
 
 @dataclass
@@ -156,10 +177,33 @@ def propagate_jet(module: nn.Module, z: Jet) -> Jet:
             z = propagate_jet(layer, z)
         return z
     if isinstance(module, nn.Linear):
-        return linear_jet(z, module.weight, module.bias)
+        out = linear_jet(z, module.weight, module.bias)
+        hooks = getattr(module, "_jet_hooks", None)
+        if hooks:
+            for hook in list(hooks.values()):
+                result = hook(module, z, out)
+                if result is not None:
+                    out = result
+        return out
     if isinstance(module, nn.Identity):
         return z
     return module.forward_jet(z)
+
+
+def register_jet_hook(module: nn.Linear, hook: JetHook) -> RemovableHandle:
+    """Call ``hook(module, input_jet, output_jet)`` each time a jet passes through ``module``.
+
+    The hooks of a layer are kept in an ordered dict on the layer (``_jet_hooks``)
+    and run in registration order; ``handle.remove()`` takes one off again.
+    """
+    if not isinstance(module, nn.Linear):
+        raise ValueError(f"jet hooks are for nn.Linear layers, got {type(module).__name__}")
+    hooks = module.__dict__.get("_jet_hooks")
+    if hooks is None:
+        hooks = module._jet_hooks = OrderedDict()
+    handle = RemovableHandle(hooks)
+    hooks[handle.id] = hook
+    return handle
 
 
 # --------------------------------------------------------------------------- fallbacks

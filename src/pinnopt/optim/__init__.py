@@ -1,5 +1,7 @@
 """Optimizers by name for the CLI, the config and Python."""
 
+from pinnopt.optim.gauss_newton import GaussNewton
+from pinnopt.optim.lbfgs import LBFGS
 from pinnopt.optim.registry import (
     OPTIMIZERS,
     OptimizerSpec,
@@ -11,7 +13,9 @@ from pinnopt.optim.registry import (
 )
 
 __all__ = [
+    "LBFGS",
     "OPTIMIZERS",
+    "GaussNewton",
     "OptimizerSpec",
     "Stage",
     "build_optimizer",

@@ -18,6 +18,7 @@ import torch
 from torch.optim import Optimizer
 
 from pinnopt.optim.gauss_newton import GaussNewton
+from pinnopt.optim.kfac import KFAC
 from pinnopt.optim.lbfgs import LBFGS
 
 Factory = Callable[..., Optimizer]
@@ -131,6 +132,17 @@ def _lbfgs(params, lr, **options):
 )
 def _gauss_newton(params, lr, **options):
     return GaussNewton(params, lr=lr, **options)
+
+
+@register_optimizer(
+    "kfac",
+    1.0,
+    closure="residuals",
+    needs_model=True,
+    description="K-FAC for PINNs (Kronecker factors over jets), auto step and momentum",
+)
+def _kfac(params, lr, model, **options):
+    return KFAC(params, model=model, lr=lr, **options)
 
 
 @dataclass(frozen=True)
