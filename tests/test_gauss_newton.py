@@ -100,11 +100,11 @@ def test_damping_rises_after_a_rejected_step_and_falls_after_good_ones():
     assert state["rejected"] >= 1
     assert state["damping"] > 1e-8
     high = state["damping"]
-    assert float(0.5 * closure().square().sum()) < loss0  # the retried step is accepted
+    assert float(0.5 * closure().detach().square().sum()) < loss0  # the retried step is accepted
     for _ in range(20):
         opt.step(closure)
     assert state["damping"] < high
-    assert float(0.5 * closure().square().sum()) < 1e-25
+    assert float(0.5 * closure().detach().square().sum()) < 1e-25
 
 
 def test_a_step_that_produces_nan_is_rejected_not_applied():
@@ -177,7 +177,7 @@ def test_line_search_keeps_the_best_scaled_step():
     closure = lambda: 10 * torch.sin(w) - 9.0  # noqa: E731
     for _ in range(30):
         opt.step(closure)
-    assert float(0.5 * closure().square().sum()) < 1e-25
+    assert float(0.5 * closure().detach().square().sum()) < 1e-25
 
 
 def test_auto_solver_by_size():
