@@ -21,7 +21,7 @@ from pinnopt.problems import PROBLEMS
 BENCH_DEFAULTS: dict[str, dict[str, Any]] = {
     "training": {"steps": 10**7, "time_limit": 60.0},
 }
-DEFAULT_OPTIMIZERS = ("adam", "lbfgs", "gn", "adam:1000,lbfgs")
+DEFAULT_OPTIMIZERS = ("adam", "lbfgs", "gn", "kfac", "adam:1000,lbfgs")
 
 
 @dataclass(frozen=True)
