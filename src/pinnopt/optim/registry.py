@@ -19,6 +19,7 @@ from torch.optim import Optimizer
 
 from pinnopt.optim.gauss_newton import GaussNewton
 from pinnopt.optim.kfac import KFAC
+from pinnopt.optim.laplacian_smoothed import LAdaGrad, LAdam, LRMSProp
 from pinnopt.optim.lbfgs import LBFGS
 
 Factory = Callable[..., Optimizer]
@@ -103,6 +104,9 @@ for _name, _cls, _lr, _text in [
     ("sgd", torch.optim.SGD, 1e-3, "SGD with optional momentum"),
     ("rmsprop", torch.optim.RMSprop, 1e-3, "RMSprop"),
     ("adagrad", torch.optim.Adagrad, 1e-2, "Adagrad"),
+    ("ladam", LAdam, 1e-3, "Adam with a Laplacian-smoothed second moment"),
+    ("ladagrad", LAdaGrad, 1e-2, "AdaGrad with a Laplacian-smoothed accumulator"),
+    ("lrmsprop", LRMSProp, 1e-2, "RMSProp with a Laplacian-smoothed running average"),
 ]:
     register_optimizer(_name, _lr, description=_text)(_torch_factory(_cls))
 

@@ -1,0 +1,246 @@
+"""LAdam, LAdaGrad, LRMSProp: the Laplacian, the small-tensor rules, c2 = 0 reductions, modes."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from pinnopt.optim import build_optimizer
+from pinnopt.optim.laplacian_smoothed import (
+    LAdaGrad,
+    LAdam,
+    LRMSProp,
+    laplacian,
+    suggest_c2,
+)
+
+DTYPE = torch.float64
+
+
+def test_9point_stencil_by_hand():
+    # a 3 × 3 field with one 1 in the middle: periodic, so every other cell is its neighbour
+    x = torch.zeros(3, 3, dtype=DTYPE)
+    x[1, 1] = 1.0
+    expected = torch.tensor([[1, 4, 1], [4, -20, 4], [1, 4, 1]], dtype=DTYPE) / 6
+    torch.testing.assert_close(laplacian([x])[0], expected, atol=1e-15, rtol=0)
+
+
+def test_5point_stencil_with_circular_padding_by_hand():
+    # 3 × 4 field, a 1 in the corner: its neighbours wrap around both edges
+    x = torch.zeros(3, 4, dtype=DTYPE)
+    x[0, 0] = 1.0
+    expected = torch.zeros(3, 4, dtype=DTYPE)
+    expected[0, 0] = -4
+    expected[1, 0] = expected[2, 0] = expected[0, 1] = expected[0, 3] = 1
+    torch.testing.assert_close(laplacian([x], "5point")[0], expected, atol=0, rtol=0)
+
+
+def test_9point_corner_wraps_to_all_eight_neighbours():
+    x = torch.zeros(4, 5, dtype=DTYPE)
+    x[0, 0] = 6.0
+    lap = laplacian([x])[0]
+    assert lap[0, 0] == -20
+    for i, j in [(1, 0), (3, 0), (0, 1), (0, 4)]:
+        assert lap[i, j] == 4
+    for i, j in [(1, 1), (1, 4), (3, 1), (3, 4)]:
+        assert lap[i, j] == 1
+    assert float(lap.sum()) == pytest.approx(0.0, abs=1e-12)  # a Laplacian conserves the total
+
+
+def test_1d_stencil_is_periodic():
+    x = torch.tensor([1.0, 2.0, 4.0, 8.0], dtype=DTYPE)
+    expected = torch.tensor([8 + 2 - 2, 1 + 4 - 4, 2 + 8 - 8, 4 + 1 - 16], dtype=DTYPE)
+    torch.testing.assert_close(laplacian([x])[0], expected, atol=0, rtol=0)
+
+
+def test_small_tensors_get_a_zero_laplacian_and_higher_dims_are_reshaped():
+    assert torch.equal(laplacian([torch.ones(3)])[0], torch.zeros(3))
+    assert torch.equal(laplacian([torch.arange(6.0).view(2, 3)])[0], torch.zeros(2, 3))
+    assert torch.equal(laplacian([torch.tensor(5.0)])[0], torch.tensor(0.0))
+    x = torch.randn(3, 2, 2, dtype=DTYPE)  # viewed as (3, 4)
+    torch.testing.assert_close(laplacian([x])[0], laplacian([x.reshape(3, 4)])[0].view(3, 2, 2))
+
+
+def test_batched_laplacian_equals_one_by_one():
+    g = torch.Generator().manual_seed(0)
+    ts = [
+        torch.randn(s, generator=g, dtype=DTYPE) for s in [(5, 7), (5, 7), (6,), (4, 3, 2), (5, 7)]
+    ]
+    together = laplacian(ts)
+    for t, lap in zip(ts, together):
+        torch.testing.assert_close(lap, laplacian([t])[0], atol=0, rtol=0)
+
+
+def model_and_data(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(3, 20), torch.nn.Tanh(), torch.nn.Linear(20, 20), torch.nn.Tanh(),
+        torch.nn.Linear(20, 1),
+    ).to(DTYPE)  # fmt: skip
+    for p in model.parameters():
+        with torch.no_grad():
+            p.copy_(torch.randn(p.shape, generator=g, dtype=DTYPE) * 0.5)
+    x = torch.randn(32, 3, generator=g, dtype=DTYPE)
+    y = torch.randn(32, 1, generator=g, dtype=DTYPE)
+    return model, x, y
+
+
+def train(opt_factory, steps=25):
+    model, x, y = model_and_data()
+    opt = opt_factory(model.parameters())
+    for _ in range(steps):
+        opt.zero_grad()
+        ((model(x) - y) ** 2).mean().backward()
+        opt.step()
+    return torch.cat([p.detach().flatten() for p in model.parameters()]), opt
+
+
+@pytest.mark.parametrize(
+    ("ours", "theirs"),
+    [
+        (lambda p: LAdam(p, c2=0.0), lambda p: torch.optim.Adam(p)),
+        (lambda p: LAdam(p, lr=1e-2, betas=(0.8, 0.99), weight_decay=0.1, c2=0.0),
+         lambda p: torch.optim.Adam(p, lr=1e-2, betas=(0.8, 0.99), weight_decay=0.1)),
+        (lambda p: LAdam(p, lr=1e-2, weight_decay=0.1, decoupled_weight_decay=True, c2=0.0),
+         lambda p: torch.optim.AdamW(p, lr=1e-2, weight_decay=0.1)),
+        (lambda p: LAdam(p, c2=0.0, mode="update_lap"), lambda p: torch.optim.Adam(p)),
+        (lambda p: LAdam(p, c2=0.0, mode="weight_lap"), lambda p: torch.optim.Adam(p)),
+        (lambda p: LAdaGrad(p, c2=0.0), lambda p: torch.optim.Adagrad(p)),
+        (lambda p: LAdaGrad(p, lr_decay=0.01, weight_decay=0.1, initial_accumulator_value=0.1,
+                            c2=0.0),
+         lambda p: torch.optim.Adagrad(p, lr_decay=0.01, weight_decay=0.1,
+                                       initial_accumulator_value=0.1)),
+        (lambda p: LRMSProp(p, c2=0.0), lambda p: torch.optim.RMSprop(p)),
+        (lambda p: LRMSProp(p, lr=1e-3, alpha=0.9, momentum=0.9, weight_decay=0.1, c2=0.0),
+         lambda p: torch.optim.RMSprop(p, lr=1e-3, alpha=0.9, momentum=0.9, weight_decay=0.1)),
+    ],
+)  # fmt: skip
+def test_c2_zero_reduces_to_torch(ours, theirs):
+    a, _ = train(ours)
+    b, _ = train(theirs)
+    torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
+
+
+def test_ladam_variance_lap_step_by_hand():
+    # one step on a 4 × 4 weight: m̂ = g, v̂ = g², v_s = max(g² + c2 ∇²g², eps)
+    w = torch.nn.Parameter(torch.zeros(4, 4, dtype=DTYPE))
+    g = torch.arange(16, dtype=DTYPE).view(4, 4) / 10
+    w.grad = g.clone()
+    c2, lr, eps = 0.1, 0.5, 1e-8
+    LAdam([w], lr=lr, c2=c2, eps=eps).step()
+    v = g**2
+    vs = (v + c2 * laplacian([v])[0]).clamp_min(eps)
+    torch.testing.assert_close(w.detach(), -lr * g / (vs.sqrt() + eps), atol=1e-14, rtol=0)
+
+
+def test_ladam_update_lap_and_weight_lap_by_hand():
+    g = torch.randn(4, 4, dtype=DTYPE, generator=torch.Generator().manual_seed(1))
+    c2, lr, eps = 0.1, 0.5, 1e-8
+    w = torch.nn.Parameter(torch.zeros(4, 4, dtype=DTYPE))
+    w.grad = g.clone()
+    LAdam([w], lr=lr, c2=c2, mode="update_lap").step()
+    u = g / (g.abs() + eps)
+    torch.testing.assert_close(w.detach(), -lr * (u + c2 * laplacian([u])[0]), atol=1e-14, rtol=0)
+    w0 = torch.randn(4, 4, dtype=DTYPE, generator=torch.Generator().manual_seed(2))
+    w = torch.nn.Parameter(w0.clone())
+    w.grad = g.clone()
+    LAdam([w], lr=lr, c2=c2, mode="weight_lap").step()
+    adam = w0 - lr * u
+    torch.testing.assert_close(w.detach(), adam + c2 * laplacian([adam])[0], atol=1e-14, rtol=0)
+
+
+@pytest.mark.parametrize("cls", [LAdaGrad, LRMSProp])
+def test_adagrad_and_rmsprop_clamp_the_smoothed_accumulator_at_zero(cls):
+    # a spike in g² makes g² + c2 ∇²g² negative at its neighbours: clamped to 0, so there
+    # the step is g/eps — for a zero gradient, 0
+    w = torch.nn.Parameter(torch.zeros(4, 4, dtype=DTYPE))
+    g = torch.zeros(4, 4, dtype=DTYPE)
+    g[1, 1] = 1.0
+    w.grad = g
+    cls([w], lr=0.1, c2=1.0, stencil="5point").step()
+    assert torch.isfinite(w).all()
+    assert float(w.detach()[1, 1]) < 0 and torch.count_nonzero(w.detach()) == 1
+
+
+def test_small_tensors_are_not_smoothed_and_the_choice_is_made_once():
+    big = torch.nn.Parameter(torch.zeros(4, 4, dtype=DTYPE))
+    small = torch.nn.Parameter(torch.zeros(3, dtype=DTYPE))
+    opt = LAdam([big, small], c2=1e-3, min_spatial_size=16)
+    big.grad, small.grad = torch.ones(4, 4, dtype=DTYPE), torch.ones(3, dtype=DTYPE)
+    opt.step()
+    assert opt.state[big]["smoothed"] is True and opt.state[small]["smoothed"] is False
+    opt.param_groups[0]["c2"] = 0.0  # decided at the first step: stays smoothed
+    opt.step()
+    assert opt.state[big]["smoothed"] is True
+
+
+def test_param_groups_with_their_own_c2():
+    a = torch.nn.Parameter(torch.zeros(5, 5, dtype=DTYPE))
+    b = torch.nn.Parameter(torch.zeros(5, 5, dtype=DTYPE))
+    g = torch.randn(5, 5, dtype=DTYPE, generator=torch.Generator().manual_seed(3))
+    opt = LAdam([{"params": [a], "c2": 0.0}, {"params": [b], "c2": 0.5}])
+    a.grad, b.grad = g.clone(), g.clone()
+    opt.step()
+    assert opt.state[a]["smoothed"] is False and opt.state[b]["smoothed"] is True
+    assert not torch.equal(a, b)
+
+
+@pytest.mark.parametrize("cls", [LAdam, LAdaGrad, LRMSProp])
+def test_state_dict_round_trip_and_closure(cls):
+    a, opt_a = train(lambda p: cls(p, c2=1e-2), steps=5)
+    model, x, y = model_and_data()
+    with torch.no_grad():
+        offset = 0
+        for p in model.parameters():
+            p.copy_(a[offset : offset + p.numel()].view_as(p))
+            offset += p.numel()
+    opt_b = cls(model.parameters(), c2=1e-2)
+    opt_b.load_state_dict(copy.deepcopy(opt_a.state_dict()))
+
+    def closure():
+        opt_b.zero_grad()
+        loss = ((model(x) - y) ** 2).mean()
+        loss.backward()
+        return loss
+
+    loss = opt_b.step(closure)
+    assert torch.is_tensor(loss) and torch.isfinite(loss)
+    assert opt_b.state_dict()["state"][0]["step"] == 6
+
+
+@pytest.mark.parametrize(
+    ("cls", "options", "match"),
+    [
+        (LAdam, {"lr": -1.0}, "Invalid learning rate: -1.0"),
+        (LAdam, {"eps": -1.0}, "Invalid epsilon value: -1.0"),
+        (LAdam, {"betas": (1.0, 0.999)}, "Invalid beta parameter at index 0: 1.0"),
+        (LAdam, {"betas": (0.9, -0.1)}, "Invalid beta parameter at index 1: -0.1"),
+        (LAdam, {"c2": -1e-5}, "Invalid c2 value: -1e-05"),
+        (LAdam, {"mode": "grad_lap"}, "Invalid mode: 'grad_lap'"),
+        (LAdam, {"stencil": "7point"}, "Invalid stencil: '7point'"),
+        (LAdaGrad, {"lr_decay": -1.0}, "Invalid lr_decay value: -1.0"),
+        (LAdaGrad, {"c2": float("nan")}, "Invalid c2 value: nan"),
+        (LRMSProp, {"alpha": 1.0}, "Invalid alpha value: 1.0"),
+        (LRMSProp, {"stencil": "x"}, "Invalid stencil: 'x'"),
+    ],
+)
+def test_invalid_hyperparameters_name_the_parameter(cls, options, match):
+    w = torch.nn.Parameter(torch.zeros(2))
+    with pytest.raises(ValueError, match=match):
+        cls([w], **options)
+
+
+def test_suggest_c2():
+    assert suggest_c2("pinn") == 1e-5 and suggest_c2("transformer") == 1e-4
+    assert suggest_c2("mlp") == 1e-5 and suggest_c2("cnn") == 0.0 and suggest_c2("auto") == 1e-4
+    with pytest.raises(ValueError, match="Invalid architecture: 'rnn'"):
+        suggest_c2("rnn")
+
+
+@pytest.mark.parametrize("name", ["ladam", "ladagrad", "lrmsprop"])
+def test_registered_by_name(name):
+    w = torch.nn.Parameter(torch.zeros(4, 4))
+    opt = build_optimizer(name, [w], c2=1e-4)
+    assert opt.param_groups[0]["c2"] == 1e-4
