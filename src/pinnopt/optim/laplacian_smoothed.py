@@ -137,15 +137,33 @@ class _LaplacianSmoothed(Optimizer):
     def _smoothed_indices(self, params: list[Tensor], group: dict) -> list[int]:
         return [i for i, p in enumerate(params) if self._smoothed(p, group)]
 
-    def _smooth_into(self, acc: list[Tensor], params: list[Tensor], group: dict, floor: float
-                     ) -> list[int]:  # fmt: skip
-        """Replace acc[i] by max(acc[i] + c2 ∇²acc[i], floor) for the smoothed tensors."""
+    def _denominator(self, acc: list[Tensor], params: list[Tensor], group: dict, floor: float
+                     ) -> list[Tensor]:  # fmt: skip
+        """√s + eps for each accumulator s, with s ← max(s + c2 ∇²s, floor) where smoothed."""
+        acc = list(acc)
         idx = self._smoothed_indices(params, group)
         if idx:
             sm = smooth([acc[i] for i in idx], group["c2"], group["stencil"], floor)
             for k, i in enumerate(idx):
                 acc[i] = sm[k]
-        return idx
+        denom = list(torch._foreach_sqrt(acc))
+        torch._foreach_add_(denom, group["eps"])
+        return denom
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params, grads = self._grads(group)
+            if params:
+                self._update(group, params, grads)
+        return loss
+
+    def _update(self, group: dict, params: list[Tensor], grads: list[Tensor]) -> None:
+        raise NotImplementedError
 
 
 class LAdam(_LaplacianSmoothed):
@@ -185,58 +203,48 @@ class LAdam(_LaplacianSmoothed):
                         decoupled_weight_decay=decoupled_weight_decay)  # fmt: skip
         super().__init__(params, defaults)
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            params, grads = self._grads(group)
-            if not params:
-                continue
-            beta1, beta2 = group["betas"]
-            lr, eps = group["lr"], group["eps"]
-            ms, vs, steps = [], [], []
-            for p in params:
-                state = self.state[p]
-                if "step" not in state:
-                    state["step"] = 0
-                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                state["step"] += 1
-                ms.append(state["exp_avg"])
-                vs.append(state["exp_avg_sq"])
-                steps.append(state["step"])
-            torch._foreach_lerp_(ms, grads, 1 - beta1)
-            torch._foreach_mul_(vs, beta2)
-            torch._foreach_addcmul_(vs, grads, grads, 1 - beta2)
-            if group["decoupled_weight_decay"] and group["weight_decay"] != 0:
-                torch._foreach_mul_(params, 1 - lr * group["weight_decay"])
-            bc1 = [1 - beta1**t for t in steps]
-            bc2 = [1 - beta2**t for t in steps]
-            v_hat = list(torch._foreach_div(vs, bc2))
-            mode = group["mode"]
-            if mode == "variance_lap":
-                smoothed = self._smooth_into(v_hat, params, group, eps)
-            else:
-                smoothed = self._smoothed_indices(params, group)
-            denom = torch._foreach_sqrt(v_hat)
+    def _update(self, group: dict, params: list[Tensor], grads: list[Tensor]) -> None:
+        beta1, beta2 = group["betas"]
+        lr, eps = group["lr"], group["eps"]
+        ms, vs, steps = [], [], []
+        for p in params:
+            state = self.state[p]
+            if "step" not in state:
+                state["step"] = 0
+                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state["step"] += 1
+            ms.append(state["exp_avg"])
+            vs.append(state["exp_avg_sq"])
+            steps.append(state["step"])
+        torch._foreach_lerp_(ms, grads, 1 - beta1)
+        torch._foreach_mul_(vs, beta2)
+        torch._foreach_addcmul_(vs, grads, grads, 1 - beta2)
+        if group["decoupled_weight_decay"] and group["weight_decay"] != 0:
+            torch._foreach_mul_(params, 1 - lr * group["weight_decay"])
+        bc1 = [1 - beta1**t for t in steps]
+        bc2 = [1 - beta2**t for t in steps]
+        v_hat = list(torch._foreach_div(vs, bc2))
+        mode = group["mode"]
+        smoothed = self._smoothed_indices(params, group)
+        if mode == "variance_lap":
+            denom = self._denominator(v_hat, params, group, eps)
+        else:
+            denom = list(torch._foreach_sqrt(v_hat))
             torch._foreach_add_(denom, eps)
-            if mode == "update_lap" and smoothed:
-                updates = torch._foreach_div(ms, bc1)
-                torch._foreach_div_(updates, denom)
-                sel = [updates[i] for i in smoothed]
-                laps = laplacian(sel, group["stencil"])
-                torch._foreach_add_(sel, laps, alpha=group["c2"])
-                torch._foreach_add_(params, updates, alpha=-lr)
-            else:
-                step_sizes = [-lr / b for b in bc1]
-                torch._foreach_addcdiv_(params, ms, denom, step_sizes)
-            if mode == "weight_lap" and smoothed:
-                sel = [params[i] for i in smoothed]
-                torch._foreach_add_(sel, laplacian(sel, group["stencil"]), alpha=group["c2"])
-        return loss
+        if mode == "update_lap" and smoothed:
+            updates = torch._foreach_div(ms, bc1)
+            torch._foreach_div_(updates, denom)
+            sel = [updates[i] for i in smoothed]
+            laps = laplacian(sel, group["stencil"])
+            torch._foreach_add_(sel, laps, alpha=group["c2"])
+            torch._foreach_add_(params, updates, alpha=-lr)
+        else:
+            step_sizes = [-lr / b for b in bc1]
+            torch._foreach_addcdiv_(params, ms, denom, step_sizes)
+        if mode == "weight_lap" and smoothed:
+            sel = [params[i] for i in smoothed]
+            torch._foreach_add_(sel, laplacian(sel, group["stencil"]), alpha=group["c2"])
 
 
 class LAdaGrad(_LaplacianSmoothed):
@@ -270,34 +278,21 @@ class LAdaGrad(_LaplacianSmoothed):
                         min_spatial_size=min_spatial_size)  # fmt: skip
         super().__init__(params, defaults)
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            params, grads = self._grads(group)
-            if not params:
-                continue
-            sums, lrs = [], []
-            for p in params:
-                state = self.state[p]
-                if "step" not in state:
-                    state["step"] = 0
-                    state["sum"] = torch.full_like(
-                        p, group["initial_accumulator_value"], memory_format=torch.preserve_format
-                    )
-                state["step"] += 1
-                sums.append(state["sum"])
-                lrs.append(-group["lr"] / (1 + (state["step"] - 1) * group["lr_decay"]))
-            torch._foreach_addcmul_(sums, grads, grads, 1.0)
-            acc = list(sums)
-            self._smooth_into(acc, params, group, 0.0)
-            denom = torch._foreach_sqrt(acc)
-            torch._foreach_add_(denom, group["eps"])
-            torch._foreach_addcdiv_(params, grads, denom, lrs)
-        return loss
+    def _update(self, group: dict, params: list[Tensor], grads: list[Tensor]) -> None:
+        sums, lrs = [], []
+        for p in params:
+            state = self.state[p]
+            if "step" not in state:
+                state["step"] = 0
+                state["sum"] = torch.full_like(
+                    p, group["initial_accumulator_value"], memory_format=torch.preserve_format
+                )
+            state["step"] += 1
+            sums.append(state["sum"])
+            lrs.append(-group["lr"] / (1 + (state["step"] - 1) * group["lr_decay"]))
+        torch._foreach_addcmul_(sums, grads, grads, 1.0)
+        denom = self._denominator(sums, params, group, 0.0)
+        torch._foreach_addcdiv_(params, grads, denom, lrs)
 
 
 class LRMSProp(_LaplacianSmoothed):
@@ -328,41 +323,28 @@ class LRMSProp(_LaplacianSmoothed):
                         c2=c2, stencil=stencil, min_spatial_size=min_spatial_size)  # fmt: skip
         super().__init__(params, defaults)
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            params, grads = self._grads(group)
-            if not params:
-                continue
-            avgs, bufs = [], []
-            for p in params:
-                state = self.state[p]
-                if "step" not in state:
-                    state["step"] = 0
-                    state["square_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                    if group["momentum"] > 0:
-                        state["momentum_buffer"] = torch.zeros_like(
-                            p, memory_format=torch.preserve_format
-                        )
-                state["step"] += 1
-                avgs.append(state["square_avg"])
+    def _update(self, group: dict, params: list[Tensor], grads: list[Tensor]) -> None:
+        avgs, bufs = [], []
+        for p in params:
+            state = self.state[p]
+            if "step" not in state:
+                state["step"] = 0
+                state["square_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 if group["momentum"] > 0:
-                    bufs.append(state["momentum_buffer"])
-            alpha = group["alpha"]
-            torch._foreach_mul_(avgs, alpha)
-            torch._foreach_addcmul_(avgs, grads, grads, 1 - alpha)
-            acc = list(avgs)
-            self._smooth_into(acc, params, group, 0.0)
-            denom = torch._foreach_sqrt(acc)
-            torch._foreach_add_(denom, group["eps"])
+                    state["momentum_buffer"] = torch.zeros_like(
+                        p, memory_format=torch.preserve_format
+                    )
+            state["step"] += 1
+            avgs.append(state["square_avg"])
             if group["momentum"] > 0:
-                torch._foreach_mul_(bufs, group["momentum"])
-                torch._foreach_addcdiv_(bufs, grads, denom)
-                torch._foreach_add_(params, bufs, alpha=-group["lr"])
-            else:
-                torch._foreach_addcdiv_(params, grads, denom, value=-group["lr"])
-        return loss
+                bufs.append(state["momentum_buffer"])
+        alpha = group["alpha"]
+        torch._foreach_mul_(avgs, alpha)
+        torch._foreach_addcmul_(avgs, grads, grads, 1 - alpha)
+        denom = self._denominator(avgs, params, group, 0.0)
+        if group["momentum"] > 0:
+            torch._foreach_mul_(bufs, group["momentum"])
+            torch._foreach_addcdiv_(bufs, grads, denom)
+            torch._foreach_add_(params, bufs, alpha=-group["lr"])
+        else:
+            torch._foreach_addcdiv_(params, grads, denom, value=-group["lr"])
