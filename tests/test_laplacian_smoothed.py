@@ -13,6 +13,7 @@ from pinnopt.optim.laplacian_smoothed import (
     LAdam,
     LRMSProp,
     laplacian,
+    smooth,
     suggest_c2,
 )
 
@@ -24,7 +25,7 @@ def test_9point_stencil_by_hand():
     x = torch.zeros(3, 3, dtype=DTYPE)
     x[1, 1] = 1.0
     expected = torch.tensor([[1, 4, 1], [4, -20, 4], [1, 4, 1]], dtype=DTYPE) / 6
-    torch.testing.assert_close(laplacian([x])[0], expected, atol=1e-15, rtol=0)
+    torch.testing.assert_close(laplacian(x), expected, atol=1e-15, rtol=0)
 
 
 def test_5point_stencil_with_circular_padding_by_hand():
@@ -34,13 +35,13 @@ def test_5point_stencil_with_circular_padding_by_hand():
     expected = torch.zeros(3, 4, dtype=DTYPE)
     expected[0, 0] = -4
     expected[1, 0] = expected[2, 0] = expected[0, 1] = expected[0, 3] = 1
-    torch.testing.assert_close(laplacian([x], "5point")[0], expected, atol=0, rtol=0)
+    torch.testing.assert_close(laplacian(x, "5point"), expected, atol=0, rtol=0)
 
 
 def test_9point_corner_wraps_to_all_eight_neighbours():
     x = torch.zeros(4, 5, dtype=DTYPE)
     x[0, 0] = 6.0
-    lap = laplacian([x])[0]
+    lap = laplacian(x)
     assert lap[0, 0] == -20
     for i, j in [(1, 0), (3, 0), (0, 1), (0, 4)]:
         assert lap[i, j] == 4
@@ -52,25 +53,35 @@ def test_9point_corner_wraps_to_all_eight_neighbours():
 def test_1d_stencil_is_periodic():
     x = torch.tensor([1.0, 2.0, 4.0, 8.0], dtype=DTYPE)
     expected = torch.tensor([8 + 2 - 2, 1 + 4 - 4, 2 + 8 - 8, 4 + 1 - 16], dtype=DTYPE)
-    torch.testing.assert_close(laplacian([x])[0], expected, atol=0, rtol=0)
+    torch.testing.assert_close(laplacian(x), expected, atol=0, rtol=0)
 
 
 def test_small_tensors_get_a_zero_laplacian_and_higher_dims_are_reshaped():
-    assert torch.equal(laplacian([torch.ones(3)])[0], torch.zeros(3))
-    assert torch.equal(laplacian([torch.arange(6.0).view(2, 3)])[0], torch.zeros(2, 3))
-    assert torch.equal(laplacian([torch.tensor(5.0)])[0], torch.tensor(0.0))
+    assert torch.equal(laplacian(torch.ones(3)), torch.zeros(3))
+    assert torch.equal(laplacian(torch.arange(6.0).view(2, 3)), torch.zeros(2, 3))
+    assert torch.equal(laplacian(torch.tensor(5.0)), torch.tensor(0.0))
     x = torch.randn(3, 2, 2, dtype=DTYPE)  # viewed as (3, 4)
-    torch.testing.assert_close(laplacian([x])[0], laplacian([x.reshape(3, 4)])[0].view(3, 2, 2))
+    torch.testing.assert_close(laplacian(x), laplacian(x.reshape(3, 4)).view(3, 2, 2))
 
 
-def test_batched_laplacian_equals_one_by_one():
-    g = torch.Generator().manual_seed(0)
-    ts = [
-        torch.randn(s, generator=g, dtype=DTYPE) for s in [(5, 7), (5, 7), (6,), (4, 3, 2), (5, 7)]
-    ]
-    together = laplacian(ts)
-    for t, lap in zip(ts, together):
-        torch.testing.assert_close(lap, laplacian([t])[0], atol=0, rtol=0)
+@pytest.mark.parametrize("stencil", ["9point", "5point"])
+@pytest.mark.parametrize("shape", [(3, 3), (5, 7), (8, 3), (4, 3, 2)])
+def test_shifted_sums_equal_a_circular_convolution_with_the_stencil(stencil, shape):
+    kernels = {
+        "9point": torch.tensor([[1, 4, 1], [4, -20, 4], [1, 4, 1]], dtype=DTYPE) / 6,
+        "5point": torch.tensor([[0, 1, 0], [1, -4, 1], [0, 1, 0]], dtype=DTYPE),
+    }
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0), dtype=DTYPE)
+    field = x.reshape(shape[0], -1)[None, None]
+    padded = torch.nn.functional.pad(field, (1, 1, 1, 1), mode="circular")
+    expected = torch.nn.functional.conv2d(padded, kernels[stencil][None, None]).view(shape)
+    torch.testing.assert_close(laplacian(x, stencil), expected, atol=1e-13, rtol=0)
+    c2 = 0.37
+    torch.testing.assert_close(smooth(x, c2, stencil), x + c2 * expected, atol=1e-13, rtol=0)
+    floor = 0.1
+    torch.testing.assert_close(
+        smooth(x, c2, stencil, floor), (x + c2 * expected).clamp_min(floor), atol=1e-13, rtol=0
+    )
 
 
 def model_and_data(seed=0):
@@ -131,7 +142,7 @@ def test_ladam_variance_lap_step_by_hand():
     c2, lr, eps = 0.1, 0.5, 1e-8
     LAdam([w], lr=lr, c2=c2, eps=eps).step()
     v = g**2
-    vs = (v + c2 * laplacian([v])[0]).clamp_min(eps)
+    vs = (v + c2 * laplacian(v)).clamp_min(eps)
     torch.testing.assert_close(w.detach(), -lr * g / (vs.sqrt() + eps), atol=1e-14, rtol=0)
 
 
@@ -142,13 +153,13 @@ def test_ladam_update_lap_and_weight_lap_by_hand():
     w.grad = g.clone()
     LAdam([w], lr=lr, c2=c2, mode="update_lap").step()
     u = g / (g.abs() + eps)
-    torch.testing.assert_close(w.detach(), -lr * (u + c2 * laplacian([u])[0]), atol=1e-14, rtol=0)
+    torch.testing.assert_close(w.detach(), -lr * (u + c2 * laplacian(u)), atol=1e-14, rtol=0)
     w0 = torch.randn(4, 4, dtype=DTYPE, generator=torch.Generator().manual_seed(2))
     w = torch.nn.Parameter(w0.clone())
     w.grad = g.clone()
     LAdam([w], lr=lr, c2=c2, mode="weight_lap").step()
     adam = w0 - lr * u
-    torch.testing.assert_close(w.detach(), adam + c2 * laplacian([adam])[0], atol=1e-14, rtol=0)
+    torch.testing.assert_close(w.detach(), adam + c2 * laplacian(adam), atol=1e-14, rtol=0)
 
 
 @pytest.mark.parametrize("cls", [LAdaGrad, LRMSProp])
@@ -244,3 +255,39 @@ def test_registered_by_name(name):
     w = torch.nn.Parameter(torch.zeros(4, 4))
     opt = build_optimizer(name, [w], c2=1e-4)
     assert opt.param_groups[0]["c2"] == 1e-4
+
+
+FUSED_CASES = {
+    "ladam variance_lap, L2 decay": lambda p, **k: LAdam(p, lr=1e-2, c2=0.05, weight_decay=0.1,
+                                                         **k),
+    "ladam update_lap, decoupled": lambda p, **k: LAdam(
+        p, lr=1e-2, c2=0.05, mode="update_lap", weight_decay=0.1, decoupled_weight_decay=True, **k
+    ),
+    "ladam weight_lap, 5point": lambda p, **k: LAdam(p, lr=1e-2, c2=0.05, mode="weight_lap",
+                                                      stencil="5point", **k),
+    "ladagrad": lambda p, **k: LAdaGrad(p, c2=0.05, lr_decay=0.1, **k),
+    "lrmsprop momentum": lambda p, **k: LRMSProp(p, lr=1e-3, c2=0.05, momentum=0.9, **k),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", FUSED_CASES)
+def test_fused_equals_eager_and_lr_changes_do_not_recompile(case):
+    from torch._dynamo.utils import counters
+
+    def run(fused):
+        model, x, y = model_and_data()
+        opt = FUSED_CASES[case](model.parameters(), min_spatial_size=4, fused=fused)
+        graphs = []
+        for _ in range(4):
+            opt.zero_grad()
+            ((model(x) - y) ** 2).mean().backward()
+            opt.step()
+            for group in opt.param_groups:
+                group["lr"] *= 0.5  # as a scheduler would
+            graphs.append(counters["stats"]["unique_graphs"])
+        return torch.cat([p.detach().flatten() for p in model.parameters()]), graphs
+
+    eager, _ = run(False)
+    fused, graphs = run(True)
+    torch.testing.assert_close(fused, eager, atol=1e-12, rtol=0)
+    assert graphs[-1] == graphs[0]  # compiled once, at the first step

@@ -9,38 +9,36 @@ Laplacian before it scales the step:
 clamped at eps (LAdam) or at 0 (LAdaGrad, LRMSProp), so that neighbouring
 weights share curvature information. ∇² is
 
-* for a 2-D tensor (tensors with more dims are viewed as (shape[0], −1)): a
-  convolution with circular padding by the 9-point stencil
-  [[1, 4, 1], [4, −20, 4], [1, 4, 1]] / 6 (default) or the 5-point stencil
-  [[0, 1, 0], [1, −4, 1], [0, 1, 0]]; zero when a side is shorter than 3;
+* for a 2-D tensor (tensors with more dims are viewed as (shape[0], −1)): the
+  9-point stencil [[1, 4, 1], [4, −20, 4], [1, 4, 1]] / 6 (default) or the 5-point
+  stencil [[0, 1, 0], [1, −4, 1], [0, 1, 0]] with circular padding; zero when a
+  side is shorter than 3;
 * for a 1-D tensor: [1, −2, 1] with circular padding; zero below 4 elements.
 
 A tensor is smoothed only when c2 > 0 and it has at least ``min_spatial_size``
 elements, decided once, at its first step; every other tensor follows the plain
 method exactly, so c2 = 0 gives torch.optim.Adam / Adagrad / RMSprop.
 
-Speed: tensors of the same shape are stacked and smoothed by one batched
-convolution per shape, and the elementwise updates use foreach ops.
+Speed: each update is one loop over the tensors of a parameter group, written so
+that ``fused=True`` can hand the whole loop to ``torch.compile``, which fuses the
+moment updates, the stencil and the step into one pass over memory per tensor.
+The stencils are sums of shifted slices of a circularly padded copy (the 9-point
+one factored as S ⊗ S − 36 δ with S = [1, 4, 1]), never a convolution.
 """
 
 from __future__ import annotations
 
 import math
-from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torch.optim import Optimizer
 
-STENCILS = {
-    "9point": [[1.0, 4.0, 1.0], [4.0, -20.0, 4.0], [1.0, 4.0, 1.0]],
-    "5point": [[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]],
-}
-STENCIL_SCALE = {"9point": 1.0 / 6.0, "5point": 1.0}
+STENCILS = ("9point", "5point")
 LADAM_MODES = ("variance_lap", "update_lap", "weight_lap")
 SUGGESTED_C2 = {"pinn": 1e-5, "transformer": 1e-4, "mlp": 1e-5, "cnn": 0.0, "auto": 1e-4}
+Scalar = float | Tensor  # a Python float when eager, a 0-d tensor when compiled
 
 
 def suggest_c2(architecture: str) -> float:
@@ -64,38 +62,67 @@ def _has_laplacian(field: tuple[int, ...]) -> bool:
     return field[0] >= 4 if len(field) == 1 else min(field) >= 3
 
 
-def laplacian(tensors: Sequence[Tensor], stencil: str = "9point") -> list[Tensor]:
-    """∇² of each tensor (see the module docstring), one batched call per field shape."""
+def _neighbours(x: Tensor, stencil: str) -> tuple[Tensor, float, float] | None:
+    """(n, k, w) with ∇²x = w (n − k x), n the weighted sum of x's periodic neighbours (in
+    x's field shape); None where the field is too small for a Laplacian."""
+    field = field_shape(x.shape)
+    if not _has_laplacian(field):
+        return None
+    f = x.reshape(field)
+    if len(field) == 1:
+        fp = torch.cat([f[-1:], f, f[:1]])
+        return fp[:-2] + fp[2:], 2.0, 1.0
+    fp = torch.cat([f[-1:], f, f[:1]], 0)
+    fp = torch.cat([fp[:, -1:], fp, fp[:, :1]], 1)
+    if stencil == "5point":
+        n = fp[:-2, 1:-1] + fp[2:, 1:-1]
+        n = n + fp[1:-1, :-2]
+        return n + fp[1:-1, 2:], 4.0, 1.0
+    # [[1,4,1],[4,-20,4],[1,4,1]]/6 = (S ⊗ S − 36 δ)/6 with S = [1, 4, 1]: two 1-D passes
+    y = torch.add(fp[:, :-2], fp[:, 2:])
+    y.add_(fp[:, 1:-1], alpha=4.0)
+    n = torch.add(y[:-2], y[2:])
+    n.add_(y[1:-1], alpha=4.0)
+    return n, 36.0, 1.0 / 6.0
+
+
+def laplacian(x: Tensor, stencil: str = "9point") -> Tensor:
+    """∇²x of one tensor, treated as a periodic field (see the module docstring)."""
     if stencil not in STENCILS:
         raise ValueError(f"Invalid stencil: {stencil!r}; allowed: {', '.join(STENCILS)}")
-    out: list[Tensor | None] = [None] * len(tensors)
-    by_field: dict[tuple, list[int]] = defaultdict(list)
-    for i, t in enumerate(tensors):
-        field = field_shape(t.shape)
-        if _has_laplacian(field):
-            by_field[(field, t.dtype, t.device)].append(i)
-        else:
-            out[i] = torch.zeros_like(t)
-    for (field, dtype, device), idx in by_field.items():
-        x = torch.stack([tensors[i].reshape(field) for i in idx])  # (B, *field)
-        if len(field) == 1:
-            lap = x.roll(1, -1) + x.roll(-1, -1) - 2 * x
-        else:
-            kernel = torch.tensor(STENCILS[stencil], dtype=dtype, device=device)
-            kernel = (kernel * STENCIL_SCALE[stencil]).view(1, 1, 3, 3)
-            padded = F.pad(x.unsqueeze(1), (1, 1, 1, 1), mode="circular")
-            lap = F.conv2d(padded, kernel).squeeze(1)
-        for k, i in enumerate(idx):
-            out[i] = lap[k].view_as(tensors[i])
-    return out  # type: ignore[return-value]
+    nb = _neighbours(x, stencil)
+    if nb is None:
+        return torch.zeros_like(x)
+    n, k, w = nb
+    return ((n - k * x.reshape(n.shape)) * w).view_as(x)
 
 
-def smooth(tensors: Sequence[Tensor], c2: float, stencil: str, floor: float) -> list[Tensor]:
-    """max(s + c2 ∇²s, floor) for each s (new tensors)."""
-    laps = laplacian(tensors, stencil)
-    out = list(torch._foreach_add(list(tensors), laps, alpha=c2))
-    torch._foreach_clamp_min_(out, floor)
-    return out
+def smooth(x: Tensor, c2: float, stencil: str, floor: Scalar | None = None) -> Tensor:
+    """x + c2 ∇²x as a new tensor, clamped below at ``floor`` when one is given."""
+    nb = _neighbours(x, stencil)
+    if nb is None:
+        s = x.clone()
+    else:
+        # x + c2 w (n − k x) = (1 − c2 w k) x + c2 w n
+        n, k, w = nb
+        s = n.mul_(c2 * w).add_(x.reshape(n.shape), alpha=1.0 - c2 * w * k).view_as(x)
+    return s if floor is None else s.clamp_min_(floor)
+
+
+def _addcdiv_(x: Tensor, a: Tensor, b: Tensor, value: Scalar) -> None:
+    """x += value · a / b."""
+    if isinstance(value, Tensor):
+        x.add_(a / b * value)
+    else:
+        x.addcdiv_(a, b, value=value)
+
+
+def _add_(x: Tensor, a: Tensor, value: Scalar) -> None:
+    """x += value · a."""
+    if isinstance(value, Tensor):
+        x.add_(a * value)
+    else:
+        x.add_(a, alpha=value)
 
 
 def _check_common(lr: float, eps: float, weight_decay: float, c2: float, stencil: str,
@@ -114,41 +141,41 @@ def _check_common(lr: float, eps: float, weight_decay: float, c2: float, stencil
         raise ValueError(f"Invalid min_spatial_size: {min_spatial_size}")
 
 
+_COMPILED: dict[Callable, Callable] = {}
+
+
+def _compiled(update: Callable) -> Callable:
+    if update not in _COMPILED:
+        _COMPILED[update] = torch.compile(update, fullgraph=True, dynamic=False)
+    return _COMPILED[update]
+
+
 class _LaplacianSmoothed(Optimizer):
-    """Shared bookkeeping: which tensors are smoothed, decided once per tensor."""
+    """The step loop shared by the three: state, the once-per-tensor smoothing decision,
+    per-tensor scalars, and the eager or compiled (``fused``) update of each group.
 
-    def _smoothed(self, p: Tensor, group: dict) -> bool:
-        state = self.state[p]
-        if "smoothed" not in state:
-            state["smoothed"] = bool(group["c2"] > 0 and p.numel() >= group["min_spatial_size"])
-        return state["smoothed"]
+    A subclass names its state buffers (``_buffers``), creates them
+    (:meth:`_init_state`), computes each tensor's step-dependent scalars
+    (:meth:`_scalars`; compiled, they are passed as one tensor, so nothing recompiles
+    when lr or the step count changes) and gives the update itself as a function of
+    lists of tensors (``_update``), which sees only tensors, those scalars and the
+    group's fixed hyperparameters named in ``_hyper``.
+    """
 
-    def _grads(self, group: dict) -> tuple[list[Tensor], list[Tensor]]:
-        """The parameters with gradients, and their gradients (plus L2 weight decay)."""
-        params = [p for p in group["params"] if p.grad is not None]
-        for p in params:
-            if p.grad.is_sparse:
-                raise ValueError("Laplacian-smoothed optimizers do not support sparse gradients")
-        grads = [p.grad for p in params]
-        if group["weight_decay"] != 0 and not group.get("decoupled_weight_decay", False):
-            grads = torch._foreach_add(grads, params, alpha=group["weight_decay"])
-        return params, grads
+    _update: Callable
+    _buffers: tuple[str, ...]  # state keys of the per-tensor buffers, in _update's order
+    _hyper: tuple[str, ...]  # group keys _update takes as keywords
 
-    def _smoothed_indices(self, params: list[Tensor], group: dict) -> list[int]:
-        return [i for i, p in enumerate(params) if self._smoothed(p, group)]
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        for group in self.param_groups:
+            group.setdefault("fused", False)  # state_dicts saved before ``fused`` existed
 
-    def _denominator(self, acc: list[Tensor], params: list[Tensor], group: dict, floor: float
-                     ) -> list[Tensor]:  # fmt: skip
-        """√s + eps for each accumulator s, with s ← max(s + c2 ∇²s, floor) where smoothed."""
-        acc = list(acc)
-        idx = self._smoothed_indices(params, group)
-        if idx:
-            sm = smooth([acc[i] for i in idx], group["c2"], group["stencil"], floor)
-            for k, i in enumerate(idx):
-                acc[i] = sm[k]
-        denom = list(torch._foreach_sqrt(acc))
-        torch._foreach_add_(denom, group["eps"])
-        return denom
+    def _init_state(self, p: Tensor, group: dict, state: dict) -> None:
+        raise NotImplementedError
+
+    def _scalars(self, group: dict, step: int) -> tuple[float, ...]:
+        raise NotImplementedError
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -157,13 +184,62 @@ class _LaplacianSmoothed(Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            params, grads = self._grads(group)
-            if params:
-                self._update(group, params, grads)
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            buffers: list[list[Tensor]] = [[] for _ in self._buffers]
+            smoothed, rows = [], []
+            for p in params:
+                if p.grad.is_sparse:
+                    raise ValueError("Laplacian-smoothed optimizers need dense gradients")
+                state = self.state[p]
+                if "step" not in state:
+                    state["step"] = 0
+                    state["smoothed"] = bool(
+                        group["c2"] > 0 and p.numel() >= group["min_spatial_size"]
+                    )
+                    self._init_state(p, group, state)
+                state["step"] += 1
+                for buffer, key in zip(buffers, self._buffers):
+                    if key in state:  # LRMSProp has a momentum buffer only with momentum
+                        buffer.append(state[key])
+                smoothed.append(state["smoothed"])
+                rows.append(self._scalars(group, state["step"]))
+            update, scalars = type(self)._update, rows
+            if group["fused"]:
+                update = _compiled(update)
+                scalars = torch.tensor(rows, dtype=torch.float64, device=params[0].device)
+            grads = [p.grad for p in params]
+            hyper = {key: group[key] for key in self._hyper}
+            update(params, grads, *buffers, tuple(smoothed), scalars, **hyper)
         return loss
 
-    def _update(self, group: dict, params: list[Tensor], grads: list[Tensor]) -> None:
-        raise NotImplementedError
+
+def _ladam_update(params, grads, exp_avgs, exp_avg_sqs, smoothed, scalars, *, betas,
+                  weight_decay, decoupled_weight_decay, c2, stencil, mode) -> None:  # fmt: skip
+    # With bias corrections b1, b2 folded into the scalars (as torch.optim.Adam):
+    # m̂/(√v_s + eps) = (√b2/b1) · m/(√(v + c2∇²v) + eps√b2), v_s clamped at eps ⇔ v at eps·b2.
+    beta1, beta2 = betas
+    for i, (p, g, m, v) in enumerate(zip(params, grads, exp_avgs, exp_avg_sqs)):
+        step_size, eps_sqrt_b2, floor, decay = scalars[i]
+        lap = smoothed[i]
+        if weight_decay != 0:
+            if decoupled_weight_decay:
+                p.mul_(decay)
+            else:
+                g = g.add(p, alpha=weight_decay)
+        m.lerp_(g, 1 - beta1)
+        v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+        if lap and mode == "variance_lap":
+            denom = smooth(v, c2, stencil, floor).sqrt_().add_(eps_sqrt_b2)
+        else:
+            denom = v.sqrt().add_(eps_sqrt_b2)
+        if lap and mode == "update_lap":
+            _add_(p, smooth(m / denom, c2, stencil), step_size)
+        else:
+            _addcdiv_(p, m, denom, step_size)
+        if lap and mode == "weight_lap":
+            p.add_(laplacian(p, stencil), alpha=c2)
 
 
 class LAdam(_LaplacianSmoothed):
@@ -177,7 +253,13 @@ class LAdam(_LaplacianSmoothed):
 
     Weight decay is added to the gradient (L2, as torch.optim.Adam), or with
     ``decoupled_weight_decay=True`` applied as θ ← θ(1 − lr·wd) (AdamW).
+    ``fused=True`` compiles each group's update with ``torch.compile`` (a C++
+    compiler on CPU, Triton on CUDA; the first step pays the compilation).
     """
+
+    _update = staticmethod(_ladam_update)
+    _buffers = ("exp_avg", "exp_avg_sq")
+    _hyper = ("betas", "weight_decay", "decoupled_weight_decay", "c2", "stencil", "mode")
 
     def __init__(
         self,
@@ -191,6 +273,7 @@ class LAdam(_LaplacianSmoothed):
         min_spatial_size: int = 16,
         mode: str = "variance_lap",
         decoupled_weight_decay: bool = False,
+        fused: bool = False,
     ) -> None:
         _check_common(lr, eps, weight_decay, c2, stencil, min_spatial_size)
         for i, beta in enumerate(betas):
@@ -200,59 +283,42 @@ class LAdam(_LaplacianSmoothed):
             raise ValueError(f"Invalid mode: {mode!r}; allowed: {', '.join(LADAM_MODES)}")
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, c2=c2,
                         stencil=stencil, min_spatial_size=min_spatial_size, mode=mode,
-                        decoupled_weight_decay=decoupled_weight_decay)  # fmt: skip
+                        decoupled_weight_decay=decoupled_weight_decay, fused=fused)  # fmt: skip
         super().__init__(params, defaults)
 
-    def _update(self, group: dict, params: list[Tensor], grads: list[Tensor]) -> None:
+    def _init_state(self, p: Tensor, group: dict, state: dict) -> None:
+        state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+
+    def _scalars(self, group: dict, step: int) -> tuple[float, ...]:
         beta1, beta2 = group["betas"]
+        b1, b2 = 1 - beta1**step, 1 - beta2**step
         lr, eps = group["lr"], group["eps"]
-        ms, vs, steps = [], [], []
-        for p in params:
-            state = self.state[p]
-            if "step" not in state:
-                state["step"] = 0
-                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            state["step"] += 1
-            ms.append(state["exp_avg"])
-            vs.append(state["exp_avg_sq"])
-            steps.append(state["step"])
-        torch._foreach_lerp_(ms, grads, 1 - beta1)
-        torch._foreach_mul_(vs, beta2)
-        torch._foreach_addcmul_(vs, grads, grads, 1 - beta2)
-        if group["decoupled_weight_decay"] and group["weight_decay"] != 0:
-            torch._foreach_mul_(params, 1 - lr * group["weight_decay"])
-        bc1 = [1 - beta1**t for t in steps]
-        bc2 = [1 - beta2**t for t in steps]
-        v_hat = list(torch._foreach_div(vs, bc2))
-        mode = group["mode"]
-        smoothed = self._smoothed_indices(params, group)
-        if mode == "variance_lap":
-            denom = self._denominator(v_hat, params, group, eps)
-        else:
-            denom = list(torch._foreach_sqrt(v_hat))
-            torch._foreach_add_(denom, eps)
-        if mode == "update_lap" and smoothed:
-            updates = torch._foreach_div(ms, bc1)
-            torch._foreach_div_(updates, denom)
-            sel = [updates[i] for i in smoothed]
-            laps = laplacian(sel, group["stencil"])
-            torch._foreach_add_(sel, laps, alpha=group["c2"])
-            torch._foreach_add_(params, updates, alpha=-lr)
-        else:
-            step_sizes = [-lr / b for b in bc1]
-            torch._foreach_addcdiv_(params, ms, denom, step_sizes)
-        if mode == "weight_lap" and smoothed:
-            sel = [params[i] for i in smoothed]
-            torch._foreach_add_(sel, laplacian(sel, group["stencil"]), alpha=group["c2"])
+        decay = 1 - lr * group["weight_decay"] if group["decoupled_weight_decay"] else 1.0
+        return (-lr * math.sqrt(b2) / b1, eps * math.sqrt(b2), eps * b2, decay)
+
+
+def _ladagrad_update(params, grads, sums, smoothed, scalars, *, weight_decay, eps, c2, stencil
+                     ) -> None:  # fmt: skip
+    for i, (p, g, s) in enumerate(zip(params, grads, sums)):
+        (step_size,) = scalars[i]
+        if weight_decay != 0:
+            g = g.add(p, alpha=weight_decay)
+        s.addcmul_(g, g, value=1.0)
+        std = smooth(s, c2, stencil, 0.0).sqrt_() if smoothed[i] else s.sqrt()
+        _addcdiv_(p, g, std.add_(eps), step_size)
 
 
 class LAdaGrad(_LaplacianSmoothed):
     """AdaGrad whose accumulated sum of squared gradients is Laplacian-smoothed.
 
     s ← s + g², s_s = max(s + c2 ∇²s, 0), θ ← θ − lr_t g/(√s_s + eps) with
-    lr_t = lr / (1 + (t − 1)·lr_decay), as torch.optim.Adagrad.
+    lr_t = lr / (1 + (t − 1)·lr_decay), as torch.optim.Adagrad. ``fused`` as in LAdam.
     """
+
+    _update = staticmethod(_ladagrad_update)
+    _buffers = ("sum",)
+    _hyper = ("weight_decay", "eps", "c2", "stencil")
 
     def __init__(
         self,
@@ -265,6 +331,7 @@ class LAdaGrad(_LaplacianSmoothed):
         c2: float = 1e-5,
         stencil: str = "9point",
         min_spatial_size: int = 16,
+        fused: bool = False,
     ) -> None:
         _check_common(lr, eps, weight_decay, c2, stencil, min_spatial_size)
         if not lr_decay >= 0:
@@ -275,24 +342,33 @@ class LAdaGrad(_LaplacianSmoothed):
             )
         defaults = dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay, eps=eps, c2=c2,
                         initial_accumulator_value=initial_accumulator_value, stencil=stencil,
-                        min_spatial_size=min_spatial_size)  # fmt: skip
+                        min_spatial_size=min_spatial_size, fused=fused)  # fmt: skip
         super().__init__(params, defaults)
 
-    def _update(self, group: dict, params: list[Tensor], grads: list[Tensor]) -> None:
-        sums, lrs = [], []
-        for p in params:
-            state = self.state[p]
-            if "step" not in state:
-                state["step"] = 0
-                state["sum"] = torch.full_like(
-                    p, group["initial_accumulator_value"], memory_format=torch.preserve_format
-                )
-            state["step"] += 1
-            sums.append(state["sum"])
-            lrs.append(-group["lr"] / (1 + (state["step"] - 1) * group["lr_decay"]))
-        torch._foreach_addcmul_(sums, grads, grads, 1.0)
-        denom = self._denominator(sums, params, group, 0.0)
-        torch._foreach_addcdiv_(params, grads, denom, lrs)
+    def _init_state(self, p: Tensor, group: dict, state: dict) -> None:
+        state["sum"] = torch.full_like(
+            p, group["initial_accumulator_value"], memory_format=torch.preserve_format
+        )
+
+    def _scalars(self, group: dict, step: int) -> tuple[float, ...]:
+        return (-group["lr"] / (1 + (step - 1) * group["lr_decay"]),)
+
+
+def _lrmsprop_update(params, grads, square_avgs, momentum_buffers, smoothed, scalars, *,
+                     weight_decay, alpha, eps, momentum, c2, stencil) -> None:  # fmt: skip
+    for i, (p, g, a) in enumerate(zip(params, grads, square_avgs)):
+        (step_size,) = scalars[i]
+        if weight_decay != 0:
+            g = g.add(p, alpha=weight_decay)
+        a.mul_(alpha).addcmul_(g, g, value=1 - alpha)
+        avg = smooth(a, c2, stencil, 0.0).sqrt_() if smoothed[i] else a.sqrt()
+        avg.add_(eps)
+        if momentum > 0:
+            buf = momentum_buffers[i]
+            buf.mul_(momentum).addcdiv_(g, avg)
+            _add_(p, buf, step_size)
+        else:
+            _addcdiv_(p, g, avg, step_size)
 
 
 class LRMSProp(_LaplacianSmoothed):
@@ -300,7 +376,12 @@ class LRMSProp(_LaplacianSmoothed):
 
     a ← α a + (1 − α) g², a_s = max(a + c2 ∇²a, 0), d = g/(√a_s + eps);
     θ ← θ − lr d, or with momentum μ: b ← μ b + d, θ ← θ − lr b (torch.optim.RMSprop).
+    ``fused`` as in LAdam.
     """
+
+    _update = staticmethod(_lrmsprop_update)
+    _buffers = ("square_avg", "momentum_buffer")
+    _hyper = ("weight_decay", "alpha", "eps", "momentum", "c2", "stencil")
 
     def __init__(
         self,
@@ -313,6 +394,7 @@ class LRMSProp(_LaplacianSmoothed):
         c2: float = 1e-5,
         stencil: str = "9point",
         min_spatial_size: int = 16,
+        fused: bool = False,
     ) -> None:
         _check_common(lr, eps, weight_decay, c2, stencil, min_spatial_size)
         if not 0.0 <= alpha < 1.0:
@@ -320,31 +402,14 @@ class LRMSProp(_LaplacianSmoothed):
         if not momentum >= 0:
             raise ValueError(f"Invalid momentum value: {momentum}")
         defaults = dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
-                        c2=c2, stencil=stencil, min_spatial_size=min_spatial_size)  # fmt: skip
+                        c2=c2, stencil=stencil, min_spatial_size=min_spatial_size,
+                        fused=fused)  # fmt: skip
         super().__init__(params, defaults)
 
-    def _update(self, group: dict, params: list[Tensor], grads: list[Tensor]) -> None:
-        avgs, bufs = [], []
-        for p in params:
-            state = self.state[p]
-            if "step" not in state:
-                state["step"] = 0
-                state["square_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                if group["momentum"] > 0:
-                    state["momentum_buffer"] = torch.zeros_like(
-                        p, memory_format=torch.preserve_format
-                    )
-            state["step"] += 1
-            avgs.append(state["square_avg"])
-            if group["momentum"] > 0:
-                bufs.append(state["momentum_buffer"])
-        alpha = group["alpha"]
-        torch._foreach_mul_(avgs, alpha)
-        torch._foreach_addcmul_(avgs, grads, grads, 1 - alpha)
-        denom = self._denominator(avgs, params, group, 0.0)
+    def _init_state(self, p: Tensor, group: dict, state: dict) -> None:
+        state["square_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         if group["momentum"] > 0:
-            torch._foreach_mul_(bufs, group["momentum"])
-            torch._foreach_addcdiv_(bufs, grads, denom)
-            torch._foreach_add_(params, bufs, alpha=-group["lr"])
-        else:
-            torch._foreach_addcdiv_(params, grads, denom, value=-group["lr"])
+            state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+
+    def _scalars(self, group: dict, step: int) -> tuple[float, ...]:
+        return (-group["lr"],)
