@@ -21,7 +21,7 @@ def rosenbrock(w):
     return lambda: torch.stack([10 * (w[1] - w[0] ** 2), 1 - w[0]])
 
 
-@pytest.mark.parametrize("solver", ["dense", "woodbury", "cg"])
+@pytest.mark.parametrize("solver", ["dense", "woodbury", "cg", "qr"])
 def test_rosenbrock_converges_to_machine_precision(solver):
     w = torch.nn.Parameter(torch.tensor([-1.2, 1.0], dtype=DTYPE))
     opt = GaussNewton([w], solver=solver)
@@ -51,12 +51,12 @@ def one_step(solver, damping=1e-2, **options):
 
 
 def test_three_back_ends_give_the_same_step():
-    steps = {s: one_step(s) for s in ("dense", "woodbury", "cg")}
+    steps = {s: one_step(s) for s in ("dense", "woodbury", "cg", "qr")}
     dense, opt = steps["dense"]
     assert (
         opt.state[opt.param_groups[0]["params"][0]]["rejected"] == 0 and dense.norm() > 1e-3
     )  # a real, accepted step
-    for solver in ("woodbury", "cg"):
+    for solver in ("woodbury", "cg", "qr"):
         delta, _ = steps[solver]
         torch.testing.assert_close(delta, dense, atol=1e-10, rtol=0)
 
@@ -152,7 +152,7 @@ def test_state_dict_round_trips_exactly():
         ({"lr": 0.0}, "Invalid lr: 0.0"),
         ({"damping": -1.0}, "Invalid damping"),
         ({"damping": 1e20}, "Invalid damping"),
-        ({"solver": "qr"}, "Invalid solver: 'qr'; allowed: auto, dense, woodbury, cg"),
+        ({"solver": "svd"}, "Invalid solver: 'svd'; allowed: auto, dense, woodbury, cg, qr"),
         ({"max_retries": -1}, "Invalid max_retries: -1"),
         ({"line_search_steps": 0}, "Invalid line_search_steps: 0"),
         ({"cg_tol": 0.0}, "Invalid cg_tol: 0.0"),

@@ -19,9 +19,14 @@ and (1) with μ → 0 is the energy natural gradient step of Müller & Zeinhofer
 "Achieving high accuracy with PINNs via energy natural gradient descent", ICML 2023.
 ``line_search=True`` adds their step-size search (the best of δ, δ/2, δ/4, …).
 
-Three ways to solve (1), all giving the same δ (up to the CG tolerance):
+Four ways to solve (1), all giving the same δ (up to the CG tolerance and rounding):
 
 * ``dense``: form JᵀJ (P × P) and factor it by Cholesky — cost M P² + P³/3;
+* ``qr``: δ minimises ‖[J; √μ I] δ + [r; 0]‖, solved by a QR factorisation of the
+  stacked (M + P) × P matrix — cost 2(M + P) P², twice ``dense``, but its error
+  grows with the condition number κ(J) instead of κ(J)² (Golub & Van Loan,
+  *Matrix Computations*, §5.3): the one to use when the residual must go below
+  √eps·‖J‖‖δ‖, as for the blow-up profiles of :mod:`pinnopt.blowup`;
 * ``woodbury``: δ = −Jᵀ (JJᵀ + μI)⁻¹ r, an M × M solve in sample space — cost
   P M² + M³/3, the cheaper one when there are fewer residuals M than parameters P;
 * ``cg``: conjugate gradient on (1) with products Jv and Jᵀu by automatic
@@ -39,7 +44,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-SOLVERS = ("auto", "dense", "woodbury", "cg")
+SOLVERS = ("auto", "dense", "woodbury", "cg", "qr")
 # "auto" forms J (M × P doubles) only below this many entries, and factors at most
 # a MAX_FACTOR × MAX_FACTOR matrix; beyond either it runs conjugate gradient.
 MAX_JACOBIAN_ENTRIES = 2**25
@@ -67,7 +72,7 @@ class GaussNewton(Optimizer):
         lr: scale of the accepted step (1 is the Gauss–Newton step).
         damping: initial μ; adapted by the gain ratio afterwards.
         damping_min, damping_max: bounds on μ.
-        solver: ``auto``, ``dense``, ``woodbury`` or ``cg``.
+        solver: ``auto``, ``dense``, ``woodbury``, ``cg`` or ``qr``.
         max_retries: solves per step after a rejected one; then the step leaves θ as it was.
         line_search: try δ, δ/2, …, δ/2^(line_search_steps−1) and keep the best.
         cg_tol: CG stops when ‖residual of (1)‖ ≤ cg_tol · ‖Jᵀr‖.
@@ -205,7 +210,7 @@ class GaussNewton(Optimizer):
                     with torch.enable_grad():
                         r = closure().reshape(-1)
                 J = _autograd_jacobian(r, params)
-            system = _Dense(r.detach(), J, woodbury=solver == "woodbury")
+            system = _Dense(r.detach(), J, kind=solver)
         # an index, not the name: Optimizer.load_state_dict mangles strings in state
         state["solver"], state["n_residuals"] = SOLVERS.index(solver), system.r.numel()
         return system
@@ -280,16 +285,19 @@ def _autograd_jacobian(r: Tensor, params: Sequence[Tensor], chunk: int = 256) ->
 
 
 class _Dense:
-    """(1) with J formed: Cholesky of JᵀJ + μI, or of JJᵀ + μI (Woodbury)."""
+    """(1) with J formed: Cholesky of JᵀJ + μI or of JJᵀ + μI (Woodbury), or QR."""
 
-    def __init__(self, r: Tensor, J: Tensor, woodbury: bool) -> None:
-        self.r, self.J, self.woodbury = r, J, woodbury
-        self.gram = J @ J.t() if woodbury else J.t() @ J
+    def __init__(self, r: Tensor, J: Tensor, kind: str) -> None:
+        self.r, self.J, self.woodbury, self.qr = r, J, kind == "woodbury", kind == "qr"
+        if not self.qr:
+            self.gram = J @ J.t() if self.woodbury else J.t() @ J
 
     def gradient(self) -> Tensor:
         return self.J.t() @ self.r
 
     def solve(self, g: Tensor, mu: float, group: dict) -> Tensor | None:
+        if self.qr:
+            return self._solve_qr(mu)
         a = self.gram.clone()
         a.diagonal().add_(mu)
         chol, info = torch.linalg.cholesky_ex(a)
@@ -301,6 +309,15 @@ class _Dense:
             delta = -(self.J.t() @ y)
         else:
             delta = -torch.cholesky_solve(g.unsqueeze(1), chol).squeeze(1)
+        return delta if bool(torch.isfinite(delta).all()) else None
+
+    def _solve_qr(self, mu: float) -> Tensor | None:
+        """argmin_δ ‖[J; √μ I] δ + [r; 0]‖ = −R⁻¹ Q₁ᵀ [r; 0] with [J; √μ I] = Q₁ R."""
+        n_params = self.J.shape[1]
+        eye = torch.eye(n_params, dtype=self.J.dtype, device=self.J.device)
+        q, rf = torch.linalg.qr(torch.cat([self.J, math.sqrt(mu) * eye]))
+        qtr = q[: self.r.numel()].t() @ self.r
+        delta = -torch.linalg.solve_triangular(rf, qtr.unsqueeze(1), upper=True).squeeze(1)
         return delta if bool(torch.isfinite(delta).all()) else None
 
 
