@@ -1,0 +1,346 @@
+"""Find the order-n Burgers profile and its rate λ: Gauss–Newton on the ansatz, three ways to λ.
+
+The unknowns are the Chebyshev coefficients of :class:`BurgersAnsatz` and λ. The
+least-squares problem (the objective of :mod:`pinnopt.objective`) has two terms at
+the same collocation points y > 0 (U is odd, so y < 0 adds nothing):
+
+    d0 = R  / (1 + y²)^(β/2),        R  = −λ U + ((1 + λ) y + U) U',
+    d1 = R' · (1 + y²)^((1−β)/2),    R' = U' + U'² + ((1 + λ) y + U) U'',
+
+R' the y-derivative of R. |U| ~ |y|^β and |U'| ~ |y|^(β−1) far away, so d0 ≈ R/|U|
+and d1 ≈ R'/|U'| are relative residuals: no range of y dominates. The points are
+Chebyshev nodes in the compactified coordinate ζ, which reach y ~ 1e20 and so hold
+the far field. Both terms are affine in λ, which the projection and funnel modes use.
+
+λ modes (``lambda_mode``):
+
+* ``trainable``: λ is one more unknown of the Gauss–Newton step (the Jacobian
+  carries ∂r/∂λ);
+* ``projection``: λ is eliminated. With r(λ) = r₀ + λ d affine in λ, the best λ
+  for the current coefficients θ is the closed form λ*(θ) = −⟨r₀, d⟩ / ⟨d, d⟩
+  (d = r(1) − r(0), two evaluations), and Gauss–Newton runs on the reduced
+  residual r̃(θ) = r(θ, λ*(θ)) with Kaufman's Jacobian J̃ = (I − d dᵀ/dᵀd) ∂r/∂θ —
+  variable projection (Golub & Pereyra, SIAM J. Numer. Anal. 10, 1973; Kaufman,
+  BIT 15, 1975). Alternating a Gauss–Newton step at fixed λ with the projection
+  instead converges only linearly (λ error 1e-2 after 200 steps at n = 1);
+* ``funnel``: train the bare ansatz at fixed λ until the loss stops falling (at
+  most ``funnel_steps`` steps) and read the signed residual s(λ) = λ*(U_λ) − λ, the
+  correction the trained profile asks for. s = −⟨r, d⟩ / ⟨d, d⟩ is −dL*/dλ up to a
+  positive factor (envelope theorem, L*(λ) the trained loss), so it changes sign
+  at the bottom of the funnel L*(λ), and near it s ≈ 0.01 (λ_n − λ) (n = 1). The
+  root is bracketed by strides of doubling length in the direction of s, then
+  closed in by false position (secant steps that keep the bracket). The λ with
+  the smallest |s| is polished, and ``funnel_scan`` more trainings at
+  λ (1 ± 10⁻ᵏ), k = 1 … ``funnel_scan``, draw the funnel around it.
+
+Gauss–Newton runs with the QR solver (``solver="qr"``): the residual has to go to
+1e-15, below what the normal equations can resolve. (Wang, Lai, Gómez-Serrano &
+Buckmaster, *Discovery of unstable singularities*, 2025, do the same with
+Gauss–Newton and a funnel over λ.)
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from pinnopt.blowup.ansatz import BurgersAnsatz
+from pinnopt.blowup.burgers import burgers_lambda, burgers_profile, profile_residual
+from pinnopt.derivatives import jet
+from pinnopt.objective import Objective, ResidualClosure
+from pinnopt.optim.gauss_newton import GaussNewton
+from pinnopt.problems.base import Box, Problem, Term
+
+LAMBDA_MODES = ("trainable", "projection", "funnel")
+CHECK_GRID = (-100.0, 100.0, 20001)  # the dense grid of the figures: y in [-100, 100]
+
+
+@dataclass
+class ProfileResult:
+    """What :func:`find_profile` found, and how."""
+
+    order: int
+    lambda_mode: str
+    lam: float
+    lam0: float
+    steps: int
+    seconds: float
+    model: BurgersAnsatz
+    history: list[dict] = field(default_factory=list)  # step, loss, lambda, seconds
+    funnel: list[dict] = field(default_factory=list)  # lambda, rms, signed, kind
+
+    @property
+    def lam_exact(self) -> float:
+        return burgers_lambda(self.order)
+
+    @property
+    def lam_rel_error(self) -> float:
+        return abs(self.lam - self.lam_exact) / self.lam_exact
+
+    def check(self, grid: tuple[float, float, int] = CHECK_GRID) -> dict[str, float]:
+        """max |R| and max |U − U_exact| on the dense grid (R with the found λ)."""
+        y, u, du = evaluate(self.model, grid)
+        exact, _, _ = burgers_profile(y, self.order)
+        return {
+            "max_residual": float(profile_residual(y, u, du, self.lam).abs().max()),
+            "profile_max_error": float((u - exact).abs().max()),
+        }
+
+    def metrics(self) -> dict:
+        return {
+            "order": self.order,
+            "lambda_mode": self.lambda_mode,
+            "lambda": self.lam,
+            "lambda0": self.lam0,
+            "lambda_exact": self.lam_exact,
+            "lambda_rel_error": self.lam_rel_error,
+            **self.check(),
+            "steps": self.steps,
+            "seconds": self.seconds,
+            "degree": self.model.series.degree,
+        }
+
+
+def evaluate(model: BurgersAnsatz, grid: tuple[float, float, int]) -> tuple[Tensor, Tensor, Tensor]:
+    """(y, U, U') of the model on ``torch.linspace(*grid)``."""
+    y = torch.linspace(*grid, dtype=model.lam.dtype).unsqueeze(1)
+    j = jet(model, y, 1)
+    return y[:, 0], j.u.detach(), j.d(0).detach()
+
+
+def chebyshev_nodes(m: int, dtype: torch.dtype = torch.float64) -> Tensor:
+    """The m Chebyshev points of the first kind mapped to (0, 1), decreasing."""
+    return (1 + torch.cos(math.pi * (torch.arange(m, dtype=dtype) + 0.5) / m)) / 2
+
+
+def profile_problem(model: BurgersAnsatz, points: int) -> tuple[Problem, dict[str, Tensor]]:
+    """The least-squares problem (terms d0, d1 of the module docstring) and its points."""
+    beta, order = model.beta, model.order
+    y = model.y_of_zeta(chebyshev_nodes(points, model.lam.dtype)).unsqueeze(1)
+
+    def d0(u, x: Tensor) -> Tensor:
+        lam, yy = u.value[:, 1], x[:, 0]
+        return profile_residual(yy, u.u, u.d(0), lam) * (1 + yy * yy) ** (-beta / 2)
+
+    def d1(u, x: Tensor) -> Tensor:
+        lam, yy, du = u.value[:, 1], x[:, 0], u.d(0)
+        slope = du + du * du + ((1 + lam) * yy + u.u) * u.d2(0)
+        return slope * (1 + yy * yy) ** ((1 - beta) / 2)
+
+    def given(n: int, g: torch.Generator) -> Tensor:
+        return y
+
+    problem = Problem(
+        name=f"burgers_profile_{order}",
+        domain=Box([0.0], [float(y.max())]),
+        terms=[Term("d0", given, d0, order=1, n=points), Term("d1", given, d1, order=2, n=points)],
+        exact=lambda x: burgers_profile(x[:, 0], order)[0].unsqueeze(1),
+        input_names=("y",),
+        description=f"self-similar Burgers profile of order {order}",
+    )
+    return problem, {"d0": y, "d1": y}
+
+
+class _ProjectedClosure:
+    """The variable-projection closure: residual and Jacobian with λ set to λ*(θ) first."""
+
+    def __init__(self, closure: ResidualClosure, solver: _ProfileSolver) -> None:
+        self.closure, self.solver = closure, solver
+
+    def __call__(self) -> Tensor:
+        self.solver.model.set_lambda(self.solver.projected_lambda())
+        return self.closure()
+
+    def jacobian(self, params) -> tuple[Tensor, Tensor]:
+        r0, d = self.solver.lambda_direction()
+        lam = self.solver.model.lam.item() - float(r0.dot(d) / d.dot(d))
+        self.solver.model.set_lambda(lam)
+        r, J = self.closure.jacobian(params)
+        unit = d / d.norm()
+        return r, J - torch.outer(unit, unit @ J)
+
+
+class _ProfileSolver:
+    """Gauss–Newton on one ansatz: λ trainable, eliminated (``project``) or held."""
+
+    def __init__(self, model: BurgersAnsatz, points: int, damping: float, project: bool = False
+                 ) -> None:  # fmt: skip
+        self.model = model
+        problem, pts = profile_problem(model, points)
+        self.closure = ResidualClosure(Objective(problem, model, pts))
+        self.step_closure = _ProjectedClosure(self.closure, self) if project else self.closure
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = GaussNewton(self.params, solver="qr", damping=damping)
+        self.loss = math.inf
+        self.stalled = False  # True once a step no longer lowers the loss
+
+    def step(self) -> float:
+        """One Gauss–Newton step; returns the loss after it."""
+        before = self.loss
+        self.optimizer.step(self.step_closure)
+        self.loss = self.current_loss()
+        self.stalled = not self.loss < before
+        return self.loss
+
+    @torch.no_grad()
+    def current_loss(self) -> float:
+        r = self.closure()
+        return 0.5 * float(r.dot(r))
+
+    @torch.no_grad()
+    def lambda_direction(self) -> tuple[Tensor, Tensor]:
+        """(r at the current λ, d = ∂r/∂λ), exact because r is affine in λ."""
+        lam = self.model.lam.item()
+        r = self.closure()
+        self.model.set_lambda(lam + 1.0)
+        d = self.closure() - r
+        self.model.set_lambda(lam)
+        return r, d
+
+    def projected_lambda(self) -> float:
+        """argmin over λ of ‖r(λ)‖ for the current profile: λ − ⟨r, d⟩ / ⟨d, d⟩."""
+        r, d = self.lambda_direction()
+        return self.model.lam.item() - float(r.dot(d) / d.dot(d))
+
+
+def find_profile(
+    order: int,
+    lam0: float,
+    lambda_mode: str = "trainable",
+    degree: int = 100,
+    points: int = 400,
+    max_steps: int = 200,
+    tol: float = 1e-28,
+    funnel_steps: int = 30,
+    funnel_scan: int = 3,
+    damping: float = 1e-3,
+    callback: Callable[[dict], None] | None = None,
+) -> ProfileResult:
+    """The order-``order`` profile and λ, starting from λ = ``lam0`` and U = the bare ansatz.
+
+    Stops after ``max_steps`` Gauss–Newton steps, when the loss is below ``tol``, or
+    when no step lowers it any more. ``callback`` sees each history record.
+    """
+    if lambda_mode not in LAMBDA_MODES:
+        raise ValueError(f"lambda_mode must be one of {', '.join(LAMBDA_MODES)}, got {lambda_mode!r}")
+    for name, value in (("degree", degree), ("points", points), ("max_steps", max_steps)):
+        if not (isinstance(value, int) and value >= 1):
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    if points <= degree:
+        raise ValueError(f"points ({points}) must exceed degree ({degree}): fewer residuals than unknowns")
+    if not (math.isfinite(lam0) and lam0 > 0):
+        raise ValueError(f"lambda0 must be > 0, got {lam0}")
+    model = BurgersAnsatz(
+        order, lam0, degree=degree, trainable_lambda=lambda_mode == "trainable"
+    )
+    solver = _ProfileSolver(model, points, damping, project=lambda_mode == "projection")
+    result = ProfileResult(order, lambda_mode, lam0, lam0, 0, 0.0, model)
+    start = time.perf_counter()
+
+    def record(kind: str = "step", loss: float | None = None, lam: float | None = None) -> None:
+        entry = {
+            "step": result.steps,
+            "loss": solver.loss if loss is None else loss,
+            "lambda": model.lam.item() if lam is None else lam,
+            "seconds": time.perf_counter() - start,
+            "kind": kind,
+        }
+        result.history.append(entry)
+        if callback is not None:
+            callback(entry)
+
+    def train(steps: int) -> None:
+        for _ in range(steps):
+            if result.steps >= max_steps or solver.loss < tol:
+                return
+            solver.step()
+            result.steps += 1
+            record()
+            if solver.stalled:
+                return
+
+    solver.loss = solver.current_loss()
+    record("start")
+    if lambda_mode == "funnel":
+        _funnel(solver, result, train, record, funnel_steps, funnel_scan, max_steps)
+    else:
+        train(max_steps)
+    result.lam = model.lam.item()
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _funnel(solver, result, train, record, funnel_steps, funnel_scan, max_steps) -> None:
+    """Bracket the root of the signed residual, close in by false position, draw the funnel."""
+    model = solver.model
+    points = solver.closure.objective.points["d0"].shape[0]
+    damping = solver.optimizer.param_groups[0]["damping"]
+    bare = copy.deepcopy(model.state_dict())
+    eps = 4 * torch.finfo(torch.float64).eps
+
+    def at(lam: float, kind: str) -> tuple[float, dict]:
+        """Train the bare ansatz at fixed λ until its loss stops falling; s(λ) and its state."""
+        probe = _ProfileSolver(copy.deepcopy(model), points, damping)
+        probe.model.load_state_dict(bare)
+        probe.model.set_lambda(lam)
+        probe.loss = probe.current_loss()
+        for _ in range(funnel_steps):
+            probe.step()
+            result.steps += 1
+            if probe.stalled:
+                break
+        signed = probe.projected_lambda() - lam
+        entry = {"lambda": lam, "rms": math.sqrt(2 * probe.loss), "signed": signed, "kind": kind}
+        result.funnel.append(entry)
+        record(kind, probe.loss, lam)
+        return signed, probe.model.state_dict()
+
+    def budget_left() -> bool:
+        return result.steps + funnel_steps <= max_steps
+
+    lam_a = model.lam.item()
+    s_a, state_a = at(lam_a, "funnel")
+    best = (abs(s_a), lam_a, state_a)
+    # bracket: walk in the direction s points, doubling the stride, until s changes sign
+    stride = max(abs(s_a), 1e-2 * lam_a)
+    lam_b, s_b = lam_a, s_a
+    while s_b * s_a > 0 and budget_left():
+        lam_b = lam_b + math.copysign(stride, s_a)
+        if lam_b <= 0:
+            break
+        stride *= 2
+        s_new, state = at(lam_b, "funnel")
+        if s_new * s_a > 0:
+            lam_a, s_a = lam_b, s_new
+        s_b = s_new
+        best = min(best, (abs(s_new), lam_b, state), key=lambda b: b[0])
+    # false position with the Illinois modification (Dowell & Jarratt, BIT 11, 1971)
+    side = 0
+    while s_a * s_b < 0 and abs(lam_b - lam_a) > eps * abs(lam_b) and budget_left():
+        lam_c = (lam_a * s_b - lam_b * s_a) / (s_b - s_a)
+        s_c, state = at(lam_c, "funnel")
+        best = min(best, (abs(s_c), lam_c, state), key=lambda b: b[0])
+        if s_c == 0:
+            break
+        if s_c * s_b < 0:
+            lam_a, s_a = lam_b, s_b
+            side = 0
+        else:
+            s_a = s_a / 2 if side == 1 else s_a
+            side = 1
+        lam_b, s_b = lam_c, s_c
+    model.load_state_dict(best[2])
+    solver.optimizer.state.clear()
+    solver.loss = solver.current_loss()
+    train(max_steps)  # polish the profile at the λ found
+    found = model.lam.item()
+    for k in range(1, funnel_scan + 1):  # the funnel around it
+        for sign in (-1, 1):
+            at(found * (1 + sign * 10.0 ** (-k)), "scan")
+    model.lam.fill_(found)
