@@ -77,11 +77,16 @@ def time_model(sizes, names, dtype, warmup, steps, rounds) -> dict[str, dict]:
     return {n: {"seconds": statistics.median(per_round[n]), "first": first[n]} for n in names}
 
 
+def steps_per_round(sizes: list[int], args) -> int:
+    return args.steps or (200 if sum(sizes) < 10_000 else 20)
+
+
 def table(results: dict[str, dict], models: dict, args, command: str) -> str:
     lines = [
         f"`{command}`: {platform.machine()}, {torch.get_num_threads()} torch thread(s), "
-        f"torch {torch.__version__}, {args.dtype}; median over {args.rounds} rounds of "
-        f"{args.steps} steps.",
+        f"torch {torch.__version__}, {args.dtype}; a cell is the median over "
+        f"{args.rounds} rounds of the mean over a round's steps "
+        f"({', '.join(f'{m}: {steps_per_round(s, args)}' for m, s in models.items())}).",
         "",
         "| model | params | optimizer | ms / step | × Adam (foreach) | first step (s) |",
         "|---|---:|---|---:|---:|---:|",
@@ -120,7 +125,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     dtype = getattr(torch, args.dtype)
     results = {}
     for model, sizes in models.items():
-        steps = args.steps or (200 if sum(sizes) < 10_000 else 5)
+        steps = steps_per_round(sizes, args)
         results[model] = time_model(sizes, names, dtype, args.warmup, steps, args.rounds)
         for name, r in results[model].items():
             print(f"{model:6s} {name:15s} {r['seconds'] * 1e3:9.3f} ms/step", flush=True)

@@ -1,4 +1,5 @@
-"""A network ansatz for the order-n self-similar Burgers profile: odd, normalised, far field built in.
+"""A network ansatz for the order-n self-similar Burgers profile: odd, normalised, far field
+built in.
 
     U(y) = y (1 + y²)^((β − 1)/2) · F(ζ),    F(ζ) = −1 + ζ (1 − ζ) · N(2ζ − 1),
     η = (1 + y²)^(−β) ∈ (0, 1],    ζ = η / (η + k (1 − η)),    β = 1/(2n + 3),

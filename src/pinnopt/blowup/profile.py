@@ -228,17 +228,19 @@ def find_profile(
     when no step lowers it any more. ``callback`` sees each history record.
     """
     if lambda_mode not in LAMBDA_MODES:
-        raise ValueError(f"lambda_mode must be one of {', '.join(LAMBDA_MODES)}, got {lambda_mode!r}")
+        raise ValueError(
+            f"lambda_mode must be one of {', '.join(LAMBDA_MODES)}, got {lambda_mode!r}"
+        )
     for name, value in (("degree", degree), ("points", points), ("max_steps", max_steps)):
         if not (isinstance(value, int) and value >= 1):
             raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
     if points <= degree:
-        raise ValueError(f"points ({points}) must exceed degree ({degree}): fewer residuals than unknowns")
+        raise ValueError(
+            f"points ({points}) must exceed degree ({degree}): fewer residuals than unknowns"
+        )
     if not (math.isfinite(lam0) and lam0 > 0):
         raise ValueError(f"lambda0 must be > 0, got {lam0}")
-    model = BurgersAnsatz(
-        order, lam0, degree=degree, trainable_lambda=lambda_mode == "trainable"
-    )
+    model = BurgersAnsatz(order, lam0, degree=degree, trainable_lambda=lambda_mode == "trainable")
     solver = _ProfileSolver(model, points, damping, project=lambda_mode == "projection")
     result = ProfileResult(order, lambda_mode, lam0, lam0, 0, 0.0, model)
     start = time.perf_counter()
