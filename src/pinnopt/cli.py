@@ -186,6 +186,64 @@ def bench(
         console.print(f"  {out / name}", highlight=False, soft_wrap=True)
 
 
+BLOWUP_EQUATIONS = ("burgers",)
+
+
+@app.command()
+def blowup(
+    equation: Annotated[str, typer.Argument(help="The equation: burgers.")],
+    order: Annotated[int, typer.Option(help="Profile order n >= 0 (λ_n = 1/(2n+2)).")] = 0,
+    lambda_mode: Annotated[
+        str, typer.Option("--lambda-mode", help="trainable, projection or funnel.")
+    ] = "trainable",
+    lambda0: Annotated[
+        float | None,
+        typer.Option("--lambda0", help="Starting λ (default: --hypernet, else λ_n·0.95)."),
+    ] = None,
+    hypernet: Annotated[
+        Path | None, typer.Option(help="A saved LambdaHyperNet whose prediction starts λ.")
+    ] = None,
+    degree: Annotated[int, typer.Option(help="Chebyshev degree of the ansatz.")] = 100,
+    points: Annotated[int, typer.Option(help="Collocation points (> degree).")] = 400,
+    max_steps: Annotated[int, typer.Option("--max-steps", help="Gauss–Newton steps.")] = 200,
+    funnel_scan: Annotated[
+        int | None,
+        typer.Option("--funnel-scan", help="Funnel trainings at λ(1±10^-k), k=1..K."),
+    ] = None,
+    threads: Annotated[int, typer.Option(help="Torch threads (0: PyTorch's default).")] = 0,
+    out: Annotated[Path | None, typer.Option(help="Run directory.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+) -> None:
+    """Find a self-similar blow-up profile and its rate λ; write a run directory."""
+    from pinnopt.blowup.run import run_burgers
+
+    if equation not in BLOWUP_EQUATIONS:
+        raise ConfigError(
+            f"equation: unknown {equation!r}; allowed: {', '.join(BLOWUP_EQUATIONS)}"
+        )
+    if hypernet is not None and not hypernet.is_file():
+        raise ConfigError(f"--hypernet: no file {hypernet}")
+    if threads < 0:
+        raise ConfigError(f"--threads: must be >= 0, got {threads}")
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    out = out or Path(f"runs/blowup_{equation}_{order}")
+    options = dict(degree=degree, points=points, max_steps=max_steps, funnel_scan=funnel_scan)
+    try:
+        m = run_burgers(order, out, lambda_mode, lambda0, hypernet, quiet, **options)
+    except ValueError as e:
+        raise ConfigError(str(e).replace("lambda_mode", "--lambda-mode")) from None
+    Console().print(
+        f"burgers order {order}: λ = {m['lambda']:.17g} (exact {m['lambda_exact']:.17g}, "
+        f"rel. error {m['lambda_rel_error']:.2e}), max |residual| = {m['max_residual']:.2e}, "
+        f"max |U − U_exact| = {m['profile_max_error']:.2e} in {m['seconds']:.1f} s\n"
+        f"run directory: {out}  (metrics.json, history.csv, profile.png, residual.png)",
+        highlight=False,
+    )
+
+
 def bench_command(problems, optimizers, seeds, out, config, flags, quiet) -> str:
     """The ``pinnopt bench`` command line that the given options spell."""
     words = ["pinnopt", "bench"]

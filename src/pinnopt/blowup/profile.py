@@ -41,7 +41,6 @@ Gauss–Newton and a funnel over λ.)
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections.abc import Callable
@@ -218,22 +217,30 @@ def find_profile(
     max_steps: int = 200,
     tol: float = 1e-28,
     funnel_steps: int = 30,
-    funnel_scan: int = 3,
+    funnel_scan: int | None = None,
     damping: float = 1e-3,
     callback: Callable[[dict], None] | None = None,
 ) -> ProfileResult:
     """The order-``order`` profile and λ, starting from λ = ``lam0`` and U = the bare ansatz.
 
     Stops after ``max_steps`` Gauss–Newton steps, when the loss is below ``tol``, or
-    when no step lowers it any more. ``callback`` sees each history record.
+    when no step lowers it any more; in ``funnel`` mode the trainings at fixed λ share
+    ``max_steps`` and the profile at the λ found gets ``max_steps`` more. Then
+    ``funnel_scan`` (default 3 in ``funnel`` mode, 0 otherwise) draws the funnel: trainings
+    of the bare ansatz at λ (1 ± 10⁻ᵏ), k = 1 … ``funnel_scan``, in any mode.
+    ``callback`` sees each history record.
     """
     if lambda_mode not in LAMBDA_MODES:
         raise ValueError(
             f"lambda_mode must be one of {', '.join(LAMBDA_MODES)}, got {lambda_mode!r}"
         )
-    for name, value in (("degree", degree), ("points", points), ("max_steps", max_steps)):
+    counts = {"degree": degree, "points": points, "max_steps": max_steps,
+              "funnel_steps": funnel_steps}  # fmt: skip
+    for name, value in counts.items():
         if not (isinstance(value, int) and value >= 1):
             raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    if funnel_scan is not None and not (isinstance(funnel_scan, int) and funnel_scan >= 0):
+        raise ValueError(f"funnel_scan must be an integer >= 0, got {funnel_scan!r}")
     if points <= degree:
         raise ValueError(
             f"points ({points}) must exceed degree ({degree}): fewer residuals than unknowns"
@@ -257,10 +264,9 @@ def find_profile(
         if callback is not None:
             callback(entry)
 
-    def train(steps: int) -> None:
-        for _ in range(steps):
-            if result.steps >= max_steps or solver.loss < tol:
-                return
+    def train(until: int) -> None:
+        """Gauss–Newton steps on the solver until ``until`` steps in all, tol, or a stall."""
+        while result.steps < until and not solver.loss < tol:
             solver.step()
             result.steps += 1
             record()
@@ -269,28 +275,12 @@ def find_profile(
 
     solver.loss = solver.current_loss()
     record("start")
-    if lambda_mode == "funnel":
-        _funnel(solver, result, train, record, funnel_steps, funnel_scan, max_steps)
-    else:
-        train(max_steps)
-    result.lam = model.lam.item()
-    result.seconds = time.perf_counter() - start
-    return result
-
-
-def _funnel(solver, result, train, record, funnel_steps, funnel_scan, max_steps) -> None:
-    """Bracket the root of the signed residual, close in by false position, draw the funnel."""
-    model = solver.model
-    points = solver.closure.objective.points["d0"].shape[0]
-    damping = solver.optimizer.param_groups[0]["damping"]
-    bare = copy.deepcopy(model.state_dict())
-    eps = 4 * torch.finfo(torch.float64).eps
 
     def at(lam: float, kind: str) -> tuple[float, dict]:
-        """Train the bare ansatz at fixed λ until its loss stops falling; s(λ) and its state."""
-        probe = _ProfileSolver(copy.deepcopy(model), points, damping)
-        probe.model.load_state_dict(bare)
-        probe.model.set_lambda(lam)
+        """Train the bare ansatz at fixed λ until its loss stops falling (at most
+        ``funnel_steps`` steps); the signed residual s(λ) and the trained state."""
+        bare = BurgersAnsatz(order, lam, degree=degree, trainable_lambda=False)
+        probe = _ProfileSolver(bare, points, damping)
         probe.loss = probe.current_loss()
         for _ in range(funnel_steps):
             probe.step()
@@ -303,9 +293,30 @@ def _funnel(solver, result, train, record, funnel_steps, funnel_scan, max_steps)
         record(kind, probe.loss, lam)
         return signed, probe.model.state_dict()
 
-    def budget_left() -> bool:
-        return result.steps + funnel_steps <= max_steps
+    if lambda_mode == "funnel":
+        _funnel(solver, at, lambda: result.steps + funnel_steps <= max_steps)
+        train(result.steps + max_steps)  # polish the profile at the λ found
+    else:
+        train(max_steps)
+    found = model.lam.item()
+    signed = solver.projected_lambda() - found
+    rms = math.sqrt(2 * solver.loss)
+    result.funnel.append({"lambda": found, "rms": rms, "signed": signed, "kind": "found"})
+    scan = (3 if lambda_mode == "funnel" else 0) if funnel_scan is None else funnel_scan
+    for k in range(1, scan + 1):  # the funnel around λ
+        for sign in (-1, 1):
+            at(found * (1 + sign * 10.0 ** (-k)), "scan")
+    model.set_lambda(found)
+    result.lam = found
+    result.seconds = time.perf_counter() - start
+    return result
 
+
+def _funnel(solver: _ProfileSolver, at: Callable, budget_left: Callable[[], bool]) -> None:
+    """Bracket the root of the signed residual s(λ), close in by false position, and leave
+    the solver at the λ with the smallest |s| and its trained profile."""
+    model = solver.model
+    eps = 4 * torch.finfo(torch.float64).eps
     lam_a = model.lam.item()
     s_a, state_a = at(lam_a, "funnel")
     best = (abs(s_a), lam_a, state_a)
@@ -340,9 +351,3 @@ def _funnel(solver, result, train, record, funnel_steps, funnel_scan, max_steps)
     model.load_state_dict(best[2])
     solver.optimizer.state.clear()
     solver.loss = solver.current_loss()
-    train(max_steps)  # polish the profile at the λ found
-    found = model.lam.item()
-    for k in range(1, funnel_scan + 1):  # the funnel around it
-        for sign in (-1, 1):
-            at(found * (1 + sign * 10.0 ** (-k)), "scan")
-    model.lam.fill_(found)

@@ -1,0 +1,84 @@
+"""Plots of a blow-up profile run: the profile against the exact one, its residual, the funnel."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+import matplotlib.ticker
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from torch import Tensor  # noqa: E402
+
+
+def plot_profile(y: Tensor, u: Tensor, exact: Tensor, order: int, path: str | Path) -> None:
+    """U and U_exact against y (left), |U − U_exact| on a log scale (right)."""
+    y, u, exact = y.numpy(), u.numpy(), exact.numpy()
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    a.plot(y, exact, "k", lw=3, alpha=0.3, label="exact")
+    a.plot(y, u, "C0", lw=1, label="found")
+    a.set_xlabel("y")
+    a.set_ylabel("U(y)")
+    a.legend()
+    a.set_title(f"Burgers profile, order {order}")
+    b.semilogy(y, np.maximum(np.abs(u - exact), 1e-18), "C3", lw=1)
+    b.set_xlabel("y")
+    b.set_ylabel("|U − U_exact|")
+    for ax in (a, b):
+        ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_residual(y: Tensor, residual: Tensor, history: list[dict], path: str | Path) -> None:
+    """|R(y)| of the profile equation on the check grid (left), the loss per step (right)."""
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    a.semilogy(y.numpy(), np.maximum(np.abs(residual.numpy()), 1e-18), "C3", lw=1)
+    a.set_xlabel("y")
+    a.set_ylabel("|−λU + ((1+λ)y + U)U'|")
+    a.set_title("residual of the profile equation")
+    steps = [(h["step"], h["loss"]) for h in history if h["kind"] in ("start", "step")]
+    if steps:
+        b.semilogy(*zip(*steps), "C0.-", ms=3)
+    b.set_xlabel("Gauss–Newton step")
+    b.set_ylabel("loss ½‖r‖²")
+    for ax in (a, b):
+        ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_funnel(funnel: list[dict], lam: float, lam_exact: float, path: str | Path) -> None:
+    """The funnel: the trained RMS residual (left) and the signed residual (right) against
+    the relative offset (λ − λ_found)/λ_found, with the exact λ marked."""
+    offsets = [abs(f["lambda"] / lam - 1) for f in funnel] + [abs(lam_exact / lam - 1)]
+    linthresh = max(min([o for o in offsets if o > 0], default=1e-16), 1e-16)
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    for kind, style in (("funnel", "C0o"), ("scan", "C1s"), ("found", "k*")):
+        mine = [f for f in funnel if f["kind"] == kind]
+        pts = sorted((f["lambda"] / lam - 1, f["rms"], f["signed"]) for f in mine)
+        if pts:
+            d, rms, signed = zip(*pts)
+            name = "found profile" if kind == "found" else f"{kind} trainings"
+            a.semilogy(d, rms, style, label=name)
+            b.plot(d, signed, style, label=name)
+    for ax in (a, b):
+        ax.axvline(lam_exact / lam - 1, color="k", ls=":", lw=1, label="exact λ")
+        ax.set_xlabel("(λ − λ_found) / λ_found")
+        ax.set_xscale("symlog", linthresh=linthresh)
+        ax.xaxis.set_major_locator(matplotlib.ticker.SymmetricalLogLocator(
+            linthresh=linthresh, base=10, subs=[1.0]))  # fmt: skip
+        ax.tick_params(axis="x", labelrotation=45, labelsize=7)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    a.set_ylabel("RMS residual after training at fixed λ")
+    b.set_ylabel("signed residual λ*(U_λ) − λ")
+    b.axhline(0, color="grey", lw=1)
+    fig.suptitle(f"funnel around λ = {lam:.16g}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
