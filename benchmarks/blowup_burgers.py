@@ -10,11 +10,12 @@ Part 2: a ``LambdaHyperNet`` is fitted to the λ that part 1 found in the first 
 (not the exact ones), saved as ``hypernet.pt``, asked for the orders in
 ``--predict`` (4, 5), and each prediction is refined by a run started from it.
 
-Outputs in ``--out``: ``results.md`` (both tables, with this command and the
-machine), ``results.json`` and one run directory per run under ``runs/``. The
-figures of the issue: |λ − λ_n|/λ_n ≤ 1e-8, max |residual| ≤ 1e-10 (target 1e-12)
-and max |U − U_exact| ≤ 1e-8 on y ∈ [−100, 100]; the hypernetwork within 5 %
-before refinement.
+A run whose directory already holds ``metrics.json`` is not run again, so an
+interrupted benchmark resumes. Outputs in ``--out``: ``results.md`` (both tables,
+with this command and the machine), ``results.json`` and one run directory per
+run under ``runs/``. The figures of the issue: |λ − λ_n|/λ_n ≤ 1e-8, max |residual|
+≤ 1e-10 (target 1e-12) and max |U − U_exact| ≤ 1e-8 on y ∈ [−100, 100]; the
+hypernetwork within 5 % before refinement.
 """
 
 from __future__ import annotations
@@ -35,9 +36,14 @@ COLUMNS = ("lambda_rel_error", "max_residual", "profile_max_error", "steps", "se
 
 
 def run(args, order: int, mode: str, name: str, **start) -> dict:
+    """One run, or the metrics of the run already in its directory (an interrupted
+    benchmark resumes where it stopped)."""
     out = Path(args.out) / "runs" / name
-    options = dict(degree=args.degree, points=args.points, max_steps=args.max_steps)
-    metrics = run_burgers(order, out, mode, quiet=True, **start, **options)
+    if (out / "metrics.json").exists():
+        metrics = json.loads((out / "metrics.json").read_text())
+    else:
+        options = dict(degree=args.degree, points=args.points, max_steps=args.max_steps)
+        metrics = run_burgers(order, out, mode, quiet=True, **start, **options)
     print(
         f"order {order} {mode:10s} λ rel. error {metrics['lambda_rel_error']:.1e}  "
         f"max|R| {metrics['max_residual']:.1e}  max|U-U*| {metrics['profile_max_error']:.1e}  "

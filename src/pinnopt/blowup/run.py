@@ -72,7 +72,6 @@ def run_burgers(
 
 def write_run(result: ProfileResult, metrics: dict[str, Any], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     _write_csv(result.history, out / "history.csv")
     if result.funnel:
         _write_csv(result.funnel, out / "funnel.csv")
@@ -84,6 +83,7 @@ def write_run(result: ProfileResult, metrics: dict[str, Any], out: Path) -> None
     model = result.model
     torch.save({"order": model.order, "degree": model.series.degree, "stretch": model.stretch,
                 "state": model.state_dict()}, out / PROFILE_FILE)  # fmt: skip
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")  # last: run complete
 
 
 def load_profile(path: str | Path) -> BurgersAnsatz:
