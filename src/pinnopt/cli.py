@@ -53,6 +53,13 @@ def solve(
     resume: Annotated[
         Path | None, typer.Option(help="Continue the run in this directory from its checkpoint.")
     ] = None,
+    stages: Annotated[
+        int | None,
+        typer.Option(
+            help="Networks of multi-stage training, each fitting what the previous left "
+            "(each gets the full --steps and --time-limit); 1: one network."
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Train a PINN on PROBLEM and write a run directory."""
@@ -69,7 +76,7 @@ def solve(
     put("training", "time_limit", time_limit)
     put("output", "quiet", True if quiet else None)
     if resume is not None:
-        given = [problem, optimizer, model, width, depth, lr, seed, dtype, config, out]
+        given = [problem, optimizer, model, width, depth, lr, seed, dtype, config, out, stages]
         if any(v is not None for v in given):
             raise ConfigError("--resume: only --steps, --time-limit and --quiet may be changed")
         cfg = resume_config(resume, overrides)
@@ -82,6 +89,7 @@ def solve(
         put("model", "depth", depth)
         put("training", "seed", seed)
         put("training", "dtype", dtype)
+        put("training", "stages", stages)
         put("output", "out", str(out) if out is not None else None)
         cfg = load_config(config, overrides) if config is not None else make_config(overrides)
     metrics = run_solve(cfg, resume=resume is not None)
@@ -92,6 +100,12 @@ def solve(
         f"max |error| = {metrics['max_abs_error']:.3e}, loss = {metrics['final_loss']:.3e} "
         f"after {metrics['steps']} steps in {metrics['wall_time_s']:.1f} s ({metrics['status']})"
     )
+    for s in metrics.get("stages", []):
+        f_d = "-" if s["frequency"] is None else f"{s['frequency']:.3g}"
+        console.print(
+            f"  network {s['network']}: rel_l2 = {s['rel_l2']:.3e} after {s['steps']} steps in "
+            f"{s['wall_time_s']:.1f} s (epsilon = {s['epsilon']:.3e}, f_d = {f_d}, {s['status']})"
+        )
     console.print(
         f"run directory: {out_dir}  (metrics.json, history.csv, loss.png, solution.png)",
         highlight=False,
@@ -218,9 +232,7 @@ def blowup(
     from pinnopt.blowup.run import run_burgers
 
     if equation not in BLOWUP_EQUATIONS:
-        raise ConfigError(
-            f"equation: unknown {equation!r}; allowed: {', '.join(BLOWUP_EQUATIONS)}"
-        )
+        raise ConfigError(f"equation: unknown {equation!r}; allowed: {', '.join(BLOWUP_EQUATIONS)}")
     if hypernet is not None and not hypernet.is_file():
         raise ConfigError(f"--hypernet: no file {hypernet}")
     if threads < 0:

@@ -4,8 +4,9 @@
     [model]     kind, width, depth, activation, init, degree, fourier_features, fourier_sigma
     [optim]     optimizer (name or chain), lr, scheduler, scheduler_options, clip_grad_norm,
                 options (per optimizer name)
-    [training]  steps, time_limit, seed, dtype, amp, patience, min_delta, eval_every,
-                log_every, checkpoint_every
+    [training]  steps, time_limit, seed, dtype, device, threads, amp, patience, min_delta,
+                eval_every, log_every, checkpoint_every, stages (networks of multi-stage
+                training, each with the full step and time budget)
     [output]    out, quiet
 
 Every field has a default, so an empty file is a valid config (``poisson2d``).
@@ -115,6 +116,7 @@ class TrainingConfig(Section):
     eval_every: int = Field(100, ge=1)
     log_every: int = Field(10, ge=1)
     checkpoint_every: int = Field(1000, ge=1)
+    stages: int = Field(1, ge=1)  # networks of multi-stage training (pinnopt.train.multistage)
 
     @field_validator("device")
     @classmethod

@@ -32,6 +32,11 @@ def plot_loss(history: list[dict], path: str | Path) -> None:
         if a != b and b is not None:
             ax.axvline(s1, color="grey", ls=":", lw=1)
             ax.text(s1, ax.get_ylim()[1], f" {b}", va="top", fontsize=8, color="grey")
+    networks = [(r["step"], r.get("network")) for r in history]  # multi-stage training
+    for (_, a), (s1, b) in zip(networks, networks[1:]):
+        if a != b and b is not None:
+            ax.axvline(s1, color="k", ls="-.", lw=1)
+            ax.text(s1, ax.get_ylim()[0], f" network {b}", va="bottom", fontsize=8)
     ax.set_xlabel("step")
     ax.set_xlim(0, max(steps[-1], 1) if steps else 1)
     ax.grid(True, which="both", alpha=0.3)

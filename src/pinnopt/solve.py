@@ -2,6 +2,14 @@
 
 A run directory holds ``config.toml`` (fully resolved), ``metrics.json``,
 ``history.csv``, ``loss.png``, ``solution.png`` and ``checkpoint.pt``.
+
+With ``training.stages`` N > 1 the trainer is stage 1 of multi-stage training
+(:mod:`pinnopt.train.multistage`): N − 1 more networks follow, each an MLP of the
+model's width and depth on Fourier features, with the full step and time budget.
+The run directory holds the same files: ``metrics.json`` describes the final
+composite and adds ``stages`` (one entry per network), ``history.csv`` gains a
+``network`` column, and ``checkpoint.pt`` holds the composite
+(:func:`load_model` rebuilds it). Such a run cannot be resumed.
 """
 
 from __future__ import annotations
@@ -21,7 +29,8 @@ from pinnopt.objective import Objective
 from pinnopt.optim.registry import build_optimizer, get_optimizer_spec, parse_chain
 from pinnopt.plots import plot_loss, plot_solution
 from pinnopt.problems import get_problem
-from pinnopt.train.checkpoint import load_checkpoint
+from pinnopt.train.checkpoint import CheckpointError, load_checkpoint
+from pinnopt.train.multistage import MultiStageResult, StagedModel, fit_stages, fourier_mlp
 from pinnopt.train.schedulers import build_scheduler
 from pinnopt.train.trainer import CHECKPOINT_NAME, Trainer, TrainerSettings, TrainResult
 
@@ -49,23 +58,7 @@ def build_trainer(config: Config, out_dir: Path | None = None) -> Trainer:
     device = torch.device(t.device)
     dtype = DTYPES[t.dtype]
     problem = _field("problem.params", get_problem, config.problem.name, **config.problem.params)
-    m = config.model
-    model = _field(
-        "model",
-        build_model,
-        m.kind,
-        problem.dim,
-        problem.domain.lower,
-        problem.domain.upper,
-        width=m.width,
-        depth=m.depth,
-        activation=m.activation,
-        init=m.init,
-        degree=m.degree,
-        fourier_features=m.fourier_features,
-        fourier_sigma=m.fourier_sigma,
-        seed=t.seed,
-    ).to(device=device, dtype=dtype)
+    model = _build_model(config, problem).to(device=device, dtype=dtype)
     generator = torch.Generator().manual_seed(t.seed)
     points = _field("problem.points", problem.sample, generator, config.problem.points)
     points = {k: v.to(device=device, dtype=dtype) for k, v in points.items()}
@@ -99,6 +92,43 @@ def build_trainer(config: Config, out_dir: Path | None = None) -> Trainer:
     return trainer
 
 
+def _build_model(config: Config, problem) -> torch.nn.Module:
+    m = config.model
+    return _field(
+        "model",
+        build_model,
+        m.kind,
+        problem.dim,
+        problem.domain.lower,
+        problem.domain.upper,
+        width=m.width,
+        depth=m.depth,
+        activation=m.activation,
+        init=m.init,
+        degree=m.degree,
+        fourier_features=m.fourier_features,
+        fourier_sigma=m.fourier_sigma,
+        seed=config.training.seed,
+    )
+
+
+def stage_network(config: Config, problem, index: int, frequency: float) -> torch.nn.Module:
+    """Network ``index`` (2, 3, …) of a multi-stage run: the model's width and depth on
+    Fourier features for ``frequency`` (:func:`pinnopt.train.multistage.fourier_mlp`)."""
+    m = config.model
+    return _field(
+        "model",
+        fourier_mlp,
+        problem,
+        frequency,
+        m.width,
+        m.depth,
+        m.activation,
+        m.init,
+        seed=config.training.seed + index - 1,
+    )
+
+
 def _probe_stage(trainer: Trainer, name: str) -> None:
     s = trainer.settings
     spec = get_optimizer_spec(name)
@@ -112,7 +142,7 @@ def write_history(history: list[dict[str, Any]], path: Path) -> None:
     keys: list[str] = []
     for row in history:
         keys += [k for k in row if k not in keys]
-    first = ["step", "time", "stage", "lr", "loss"]
+    first = ["step", "time", "stage", "lr", "loss", "network"]
     keys = [k for k in first if k in keys] + [k for k in keys if k not in first]
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=keys)
@@ -139,21 +169,69 @@ def metrics_of(config: Config, trainer: Trainer, result: TrainResult) -> dict[st
     }
 
 
+def multistage_metrics(config: Config, run: MultiStageResult) -> dict[str, Any]:
+    """Metrics of the final composite; ``steps`` and ``wall_time_s`` summed over the networks."""
+    metrics = metrics_of(config, run.trainer, run.final)
+    metrics["final_loss"] = run.stages[-1].final_loss
+    metrics["loss_terms"] = run.stages[-1].loss_terms
+    metrics["n_params"] = sum(p.numel() for p in run.model.parameters())
+    metrics["steps"] = sum(s.result.steps for s in run.stages)
+    metrics["wall_time_s"] = round(sum(s.result.wall_time_s for s in run.stages), 3)
+    metrics["stages"] = [s.summary() for s in run.stages]
+    return metrics
+
+
 def solve(config: Config, resume: bool = False) -> dict[str, Any]:
     """Run ``config``; with ``resume`` continue from the checkpoint in its run directory."""
     out = config.out_dir()
+    networks = config.training.stages
+    if resume and networks > 1:
+        raise ConfigError(
+            f"--resume: runs with training.stages > 1 cannot be resumed (this one has "
+            f"{networks}); start a new run"
+        )
     trainer = build_trainer(config, out)
     if resume:
         trainer.load_state_dict(load_checkpoint(out / CHECKPOINT_NAME))
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.toml").write_text(dump_config(config))
-    result = trainer.fit()
-    metrics = metrics_of(config, trainer, result)
+    if networks > 1:
+        problem = trainer.objective.problem
+        run = fit_stages(trainer, networks, lambda k, f: stage_network(config, problem, k, f))
+        trainer, history = run.trainer, run.history
+        metrics = multistage_metrics(config, run)
+    else:
+        result = trainer.fit()
+        history = result.history
+        metrics = metrics_of(config, trainer, result)
     (out / "metrics.json").write_text(json.dumps(_finite(metrics), indent=2) + "\n")
-    write_history(result.history, out / "history.csv")
-    plot_loss(result.history, out / "loss.png")
+    write_history(history, out / "history.csv")
+    plot_loss(history, out / "loss.png")
     plot_solution(trainer.model, trainer.objective.problem, out / "solution.png")
     return metrics
+
+
+def load_model(run_dir: str | Path) -> torch.nn.Module:
+    """The trained model of a run directory (its config.toml and checkpoint.pt), in eval mode.
+
+    A multi-stage run gives its :class:`~pinnopt.train.multistage.StagedModel`
+    with as many networks as the checkpoint holds.
+    """
+    run_dir = Path(run_dir)
+    config = load_config(run_dir / "config.toml")
+    state = load_checkpoint(run_dir / CHECKPOINT_NAME)["model"]
+    problem = _field("problem.params", get_problem, config.problem.name, **config.problem.params)
+    model = _build_model(config, problem)
+    if "scales" in state:  # a StagedModel: networks.0.…, networks.1.…, scales
+        count = len(state["scales"])
+        parts = [model] + [stage_network(config, problem, k, 1.0) for k in range(2, count + 1)]
+        model = StagedModel(parts, [1.0] * count)
+    model = model.to(dtype=DTYPES[config.training.dtype])
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise CheckpointError(f"checkpoint does not match the model: {e}") from None
+    return model.eval()
 
 
 def resume_config(run_dir: str | Path, overrides: dict[str, dict[str, Any]]) -> Config:

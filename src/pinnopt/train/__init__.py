@@ -1,17 +1,33 @@
-"""Training: the loop, schedules and checkpoints."""
+"""Training: the loop, schedules, checkpoints and multi-stage training."""
 
 from pinnopt.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from pinnopt.train.multistage import (
+    MultiStageResult,
+    StagedModel,
+    StageResult,
+    analyze_residual,
+    dominant_frequency,
+    fit_stages,
+    fourier_mlp,
+)
 from pinnopt.train.schedulers import SCHEDULERS, build_scheduler
 from pinnopt.train.trainer import Trainer, TrainerSettings, TrainResult, TrainState
 
 __all__ = [
     "SCHEDULERS",
     "CheckpointError",
+    "MultiStageResult",
+    "StageResult",
+    "StagedModel",
     "TrainResult",
     "TrainState",
     "Trainer",
     "TrainerSettings",
+    "analyze_residual",
     "build_scheduler",
+    "dominant_frequency",
+    "fit_stages",
+    "fourier_mlp",
     "load_checkpoint",
     "save_checkpoint",
 ]
