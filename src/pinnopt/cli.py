@@ -41,7 +41,10 @@ def solve(
     model: Annotated[str | None, typer.Option(help="mlp or chebykan.")] = None,
     width: Annotated[int | None, typer.Option(help="Hidden units per layer.")] = None,
     depth: Annotated[int | None, typer.Option(help="Hidden layers.")] = None,
-    steps: Annotated[int | None, typer.Option(help="Step budget (all stages).")] = None,
+    steps: Annotated[
+        int | None,
+        typer.Option(help="Step budget of the optimizer chain (per network with --stages)."),
+    ] = None,
     time_limit: Annotated[
         float | None, typer.Option("--time-limit", help="Wall-clock budget in seconds.")
     ] = None,
