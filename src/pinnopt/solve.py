@@ -26,12 +26,11 @@ from pinnopt.config import Config, ConfigError, dump_config, load_config
 from pinnopt.evaluation import Evaluator
 from pinnopt.models import build_model
 from pinnopt.objective import Objective
-from pinnopt.optim.registry import build_optimizer, get_optimizer_spec, parse_chain
+from pinnopt.optim.registry import parse_chain
 from pinnopt.plots import plot_loss, plot_solution
 from pinnopt.problems import get_problem
 from pinnopt.train.checkpoint import CheckpointError, load_checkpoint
 from pinnopt.train.multistage import MultiStageResult, StagedModel, fit_stages, fourier_mlp
-from pinnopt.train.schedulers import build_scheduler
 from pinnopt.train.trainer import CHECKPOINT_NAME, Trainer, TrainerSettings, TrainResult
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
@@ -87,8 +86,8 @@ def build_trainer(config: Config, out_dir: Path | None = None) -> Trainer:
         "optim", Trainer, objective, stages, settings, Evaluator(problem), out_dir=out_dir
     )
     # fail now, not after training, on bad optimizer or scheduler options
-    for stage in stages:
-        _field(f"optim.options.{stage.optimizer}", _probe_stage, trainer, stage.optimizer)
+    for index, stage in enumerate(stages):
+        _field(f"optim.options.{stage.optimizer}", trainer.build_stage, index)
     return trainer
 
 
@@ -127,15 +126,6 @@ def stage_network(config: Config, problem, index: int, frequency: float) -> torc
         m.init,
         seed=config.training.seed + index - 1,
     )
-
-
-def _probe_stage(trainer: Trainer, name: str) -> None:
-    s = trainer.settings
-    spec = get_optimizer_spec(name)
-    options = s.optimizer_options.get(name, {})
-    opt = build_optimizer(name, trainer.params, None, trainer.model, **options)
-    if not spec.closure:
-        build_scheduler(s.scheduler, opt, max(s.steps, 1), **s.scheduler_options)
 
 
 def write_history(history: list[dict[str, Any]], path: Path) -> None:

@@ -166,21 +166,24 @@ class Trainer:
     def _current_stage(self) -> Stage:
         return self.stages[self.stage_index]
 
-    def _build_stage(self) -> None:
-        stage = self._current_stage()
+    def build_stage(self, index: int) -> tuple[torch.optim.Optimizer, Any]:
+        """A fresh optimizer and scheduler (None for closure optimizers) of chain stage
+        ``index``, as the trainer runs it; ValueError on bad options."""
+        stage = self.stages[index]
         spec = get_optimizer_spec(stage.optimizer)
         options = dict(self.settings.optimizer_options.get(stage.optimizer, {}))
         lr = None if spec.closure else self.settings.lr
-        self.optimizer = build_optimizer(stage.optimizer, self.params, lr, self.model, **options)
-        self.scheduler = None
-        if not spec.closure:
-            start, end = self.bounds[self.stage_index]
-            self.scheduler = build_scheduler(
-                self.settings.scheduler,
-                self.optimizer,
-                end - start,
-                **self.settings.scheduler_options,
-            )
+        optimizer = build_optimizer(stage.optimizer, self.params, lr, self.model, **options)
+        if spec.closure:
+            return optimizer, None
+        start, end = self.bounds[index]
+        s = self.settings
+        return optimizer, build_scheduler(
+            s.scheduler, optimizer, max(end - start, 1), **s.scheduler_options
+        )
+
+    def _build_stage(self) -> None:
+        self.optimizer, self.scheduler = self.build_stage(self.stage_index)
         if self._pending_state is not None:
             state, self._pending_state = self._pending_state, None
             self.optimizer.load_state_dict(state["optimizer"])
