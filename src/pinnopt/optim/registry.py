@@ -18,6 +18,7 @@ import torch
 from torch.optim import Optimizer
 
 from pinnopt.optim.gauss_newton import GaussNewton
+from pinnopt.optim.hypergradient import HypergradientOptimizer
 from pinnopt.optim.kfac import KFAC
 from pinnopt.optim.laplacian_smoothed import LAdaGrad, LAdam, LRMSProp
 from pinnopt.optim.lbfgs import LBFGS
@@ -147,6 +148,15 @@ def _gauss_newton(params, lr, **options):
 )
 def _kfac(params, lr, model, **options):
     return KFAC(params, model=model, lr=lr, **options)
+
+
+@register_optimizer(
+    "meta",
+    1e-3,
+    description="Hypergradient lr adaptation (Baydin et al. 2018) around Adam or another base",
+)
+def _hypergradient(params, lr, **options):
+    return HypergradientOptimizer(params, lr=lr, **options)
 
 
 @dataclass(frozen=True)

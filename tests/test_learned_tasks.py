@@ -1,0 +1,174 @@
+"""Task families and the episode sampler: disjoint splits, determinism, trainable tasks."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from pinnopt.derivatives import jet
+from pinnopt.learned import (
+    SPLITS,
+    DigitsFamily,
+    EpisodeSampler,
+    PoissonFamily,
+    QuadraticFamily,
+    SinusoidFamily,
+    build_family,
+    load_digits,
+)
+
+SMALL = {
+    "quadratic": lambda: QuadraticFamily(dim=5, condition=10.0),
+    "sinusoid": lambda: SinusoidFamily(k_shot=10, k_query=20, width=16),
+    "digits": lambda: DigitsFamily(n_way=3, k_shot=5, k_query=5, width=16),
+    "poisson": lambda: PoissonFamily(dim=1, modes=3, n_pde=32, n_bc=2, width=8),
+}
+
+
+def flat(model):
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+def test_split_seeds_never_overlap_whatever_the_base_seeds():
+    family = SMALL["quadratic"]()
+    seeds = {
+        split: {EpisodeSampler(family, split, base).seed(i) for base in (0, 7) for i in range(50)}
+        for split in SPLITS
+    }
+    for a in SPLITS:
+        for b in SPLITS:
+            if a != b:
+                assert not seeds[a] & seeds[b], (a, b)
+    sampler = EpisodeSampler(family, "val", 2)
+    assert [t.seed for t in sampler.take(3)] == [7, 10, 13]
+    assert [t.seed for t, _ in zip(sampler, range(3))] == [7, 10, 13]
+    assert all(t.split == "val" for t in sampler.take(2, start=5))
+
+
+@pytest.mark.parametrize("name", list(SMALL))
+def test_same_seed_same_task_and_different_seeds_differ(name):
+    family = SMALL[name]()
+    a, b, c = family.sample(4), family.sample(4), family.sample(5)
+    ma, mb, mc = a.init_model(), b.init_model(), c.init_model()
+    assert torch.equal(flat(ma), flat(mb)) and torch.equal(flat(ma), flat(a.init_model()))
+    assert float(a.loss(ma).detach()) == float(b.loss(mb).detach())
+    assert float(a.loss(ma).detach()) != float(c.loss(mc).detach())
+
+
+@pytest.mark.parametrize("name", list(SMALL))
+def test_task_builds_and_its_loss_decreases_under_adam(name):
+    task = EpisodeSampler(SMALL[name](), "train").task(1)
+    model = task.init_model()
+    assert all(p.dtype == torch.float64 for p in model.parameters())
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    closure = task.closure(model, opt)
+    first = float(closure().detach())
+    assert math.isfinite(first)
+    for _ in range(10):
+        opt.step(closure)
+    assert float(task.loss(model).detach()) < first
+    metric = task.evaluate(model)
+    assert math.isfinite(metric)
+    if task.higher_is_better:  # accuracy
+        assert 0.0 <= metric <= 1.0
+
+
+def test_quadratic_minimum_is_zero_at_its_target_and_spectrum_is_bounded():
+    task = QuadraticFamily(dim=6, condition=50.0).sample(3)
+    model = task.init_model()
+    with torch.no_grad():
+        model.theta.copy_(task.info["target"])
+    assert task.evaluate(model) == 0.0
+    eig = torch.linalg.eigvalsh(task.info["matrix"])
+    assert float(eig.min()) >= 1 / 50.0 - 1e-12 and float(eig.max()) <= 1.0 + 1e-12
+
+
+def test_sinusoid_targets_lie_in_their_ranges():
+    family = SinusoidFamily()
+    for seed in range(5):
+        task = family.sample(seed)
+        assert 0.1 <= task.info["amplitude"] <= 5.0 and 0.0 <= task.info["phase"] <= math.pi
+        xs, ys = task.info["support"]
+        assert xs.shape == (10, 1) and xs.abs().max() <= 5.0
+        torch.testing.assert_close(
+            ys, task.info["amplitude"] * torch.sin(xs[:, 0] - task.info["phase"])
+        )
+
+
+def test_digit_classes_are_disjoint_across_splits_and_support_query_never_overlap():
+    family = DigitsFamily(n_way=3, k_shot=4, k_query=6)
+    classes = {s: set(family.class_splits[s]) for s in SPLITS}
+    assert not classes["train"] & classes["val"]
+    assert not classes["train"] & classes["test"]
+    assert not classes["val"] & classes["test"]
+    _, labels = load_digits()
+    for split in SPLITS:
+        for task in EpisodeSampler(family, split).take(4):
+            assert set(task.info["classes"]) <= classes[split]
+            assert len(set(task.info["classes"])) == 3
+            s, q = task.info["support_index"], task.info["query_index"]
+            assert len(s) == 3 * 4 and len(q) == 3 * 6
+            assert not set(s.tolist()) & set(q.tolist())
+            assert set(labels[s].tolist()) == set(labels[q].tolist()) == set(task.info["classes"])
+            _, ys = task.info["support"]
+            assert sorted(set(ys.tolist())) == [0, 1, 2]  # relabelled 0 … n_way − 1
+            for c, label in zip(task.info["classes"], range(3)):
+                assert set(ys[labels[s] == c].tolist()) == {label}
+
+
+@pytest.mark.parametrize("dim", [1, 2])
+def test_poisson_exact_solution_satisfies_its_own_residual(dim):
+    task = PoissonFamily(dim=dim, modes=3).sample(11)
+    problem, points, source = task.info["problem"], task.info["points"], task.info["source"]
+    scale = float(source(points["pde"]).abs().max())
+    assert scale > 1.0  # a non-trivial source
+    for term in problem.terms:  # exact derivatives of u through the jet code (torch.func)
+        x = points[term.name]
+        r = term.residual(jet(task.info["exact_model"], x, term.order, term.trace), x)
+        assert float(r.abs().max()) <= 1e-12 * scale, term.name
+    # and a central finite difference of u, independent of the jet code: −Δ_h u ≈ f
+    x = 0.1 + 0.8 * torch.rand(8, dim, dtype=torch.float64)
+    h = 1e-4
+    lap = torch.zeros(8, dtype=torch.float64)
+    for i in range(dim):
+        e = torch.zeros(dim, dtype=torch.float64)
+        e[i] = h
+        lap += (problem.exact(x + e) - 2 * problem.exact(x) + problem.exact(x - e)) / h**2
+    torch.testing.assert_close(-lap, source(x), rtol=0, atol=1e-5 * scale)
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (lambda: EpisodeSampler(QuadraticFamily(), "dev"), r"Invalid split: 'dev'"),
+        (lambda: EpisodeSampler(QuadraticFamily(), base_seed=-1), r"Invalid base_seed: -1"),
+        (lambda: EpisodeSampler(QuadraticFamily()).seed(-2), r"Invalid index: -2"),
+        (lambda: QuadraticFamily().sample(-1), r"Invalid seed: -1"),
+        (lambda: QuadraticFamily(dim=0), r"Invalid dim: 0"),
+        (lambda: QuadraticFamily(condition=0.5), r"Invalid condition: 0\.5"),
+        (lambda: SinusoidFamily(amplitude=(2.0, 1.0)), r"Invalid amplitude"),
+        (lambda: DigitsFamily(n_way=4), r"Invalid n_way: 4 \(class_splits\['val'\] has 3\)"),
+        (
+            lambda: DigitsFamily(
+                class_splits={"train": (0, 1, 2), "val": (2, 3, 4), "test": (5, 6, 7)}
+            ),
+            "'val' shares",
+        ),  # fmt: skip
+        (lambda: DigitsFamily(class_splits={"train": (0, 1, 2)}), r"Invalid class_splits: keys"),
+        (lambda: DigitsFamily(k_query=500).sample(0), r"Invalid k_shot \+ k_query: 505"),
+        (lambda: PoissonFamily(decay=-1.0), r"Invalid decay: -1\.0"),
+        (lambda: build_family("mnist"), r"unknown task family 'mnist'; allowed: quadratic"),
+        (lambda: build_family("poisson", nosuch=1), r"bad option for task family poisson"),
+    ],
+)
+def test_errors_name_the_parameter(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+def test_build_family_by_name():
+    family = build_family("poisson", dim=2, modes=2)
+    assert isinstance(family, PoissonFamily) and family.dim == 2
+    assert family.sample(0).info["amplitudes"].shape == (4,)
