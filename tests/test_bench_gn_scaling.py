@@ -1,20 +1,5 @@
-import importlib.util
-import sys
-from pathlib import Path
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gn_scaling.py"
-
-
-def load():
-    spec = importlib.util.spec_from_file_location("bench_gn_scaling", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_gn_scaling_smoke(tmp_path):
-    module = load()
+def test_gn_scaling_smoke(tmp_path, load_benchmark):
+    module = load_benchmark("gn_scaling")
     out = tmp_path / "table.md"
     rows = module.main(["--smoke", "--out", str(out)])
     assert [r["P"] for r in rows] == [25, 105]  # widths 3 and 8 for targets 30 and 100
@@ -27,8 +12,8 @@ def test_gn_scaling_smoke(tmp_path):
     assert "| 105 | 8 |" in text and "Fastest: " in text
 
 
-def test_gn_scaling_skips_with_reasons():
-    module = load()
+def test_gn_scaling_skips_with_reasons(load_benchmark):
+    module = load_benchmark("gn_scaling")
     # 8·(60·105 + 3·105²) bytes ≈ 3.2e-4 GB for dense at P = 105; woodbury needs 1.4e-4 GB
     rows = module.main(["--smoke", "--max-gb", "2e-4", "--solvers", "dense", "woodbury"])
     assert rows[0]["dense"].seconds > 0
@@ -41,14 +26,14 @@ def test_gn_scaling_skips_with_reasons():
     assert module.fastest(rows[1], ["cg"]) == "–"
 
 
-def test_width_for_targets():
-    module = load()
+def test_width_for_targets(load_benchmark):
+    module = load_benchmark("gn_scaling")
     assert [module.width_for(t, 2) for t in module.TARGETS] == [8, 15, 29, 52, 98, 171, 221]
     assert module.mlp_params(8, 2) == 105 and module.mlp_params(221, 2) == 49947
 
 
-def test_estimate_is_pessimistic_power_law():
-    module = load()
+def test_estimate_is_pessimistic_power_law(load_benchmark):
+    module = load_benchmark("gn_scaling")
     assert module.estimate("dense", None, 1000) == 0.0
     assert module.estimate("dense", (100, 1.0), 200) == 8.0
     assert module.estimate("cg", (100, 1.0), 200) == 4.0

@@ -1,22 +1,8 @@
 """Smoke runs of benchmarks/laplacian_speed.py and benchmarks/ladam_wave.py."""
 
-import importlib.util
-import sys
-from pathlib import Path
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-def load(name):
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_laplacian_speed_smoke(tmp_path):
-    module = load("laplacian_speed")
+def test_laplacian_speed_smoke(tmp_path, load_benchmark):
+    module = load_benchmark("laplacian_speed")
     out = tmp_path / "speed.md"
     results = module.main(["--smoke", "--optimizers", "ladam", "lrmsprop", "--out", str(out)])
     assert list(results["tiny"]) == ["adam", "ladam", "lrmsprop"]  # the baseline comes first
@@ -26,8 +12,8 @@ def test_laplacian_speed_smoke(tmp_path):
     assert "| tiny | 105 | adam |" in text and "| 1.00 |" in text
 
 
-def test_ladam_wave_smoke_writes_table_and_plot_and_resumes(tmp_path):
-    module = load("ladam_wave")
+def test_ladam_wave_smoke_writes_table_and_plot_and_resumes(tmp_path, load_benchmark):
+    module = load_benchmark("ladam_wave")
     out = tmp_path / "wave"
     rows = module.main(["--smoke", "--c2", "1e-3", "--out", str(out)])
     assert [(r["optimizer"], r["seed"]) for r in rows] == [
@@ -44,8 +30,8 @@ def test_ladam_wave_smoke_writes_table_and_plot_and_resumes(tmp_path):
     assert [r["rel_l2"] for r in again] == [r["rel_l2"] for r in rows]
 
 
-def test_error_at_equal_time():
-    module = load("ladam_wave")
+def test_error_at_equal_time(load_benchmark):
+    module = load_benchmark("ladam_wave")
     curve = [(0, 0.1, 1.0), (10, 1.0, 0.5), (20, 2.0, 0.25)]
     assert module.error_at(curve, 1.5) == 0.5
     assert module.error_at(curve, 2.0) == 0.25

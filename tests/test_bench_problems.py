@@ -1,13 +1,5 @@
-import importlib.util
-from pathlib import Path
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "problems.py"
-
-
-def test_problems_benchmark_smoke(tmp_path):
-    spec = importlib.util.spec_from_file_location("bench_problems", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+def test_problems_benchmark_smoke(tmp_path, load_benchmark):
+    module = load_benchmark("problems")
     out = tmp_path / "table.md"
     rows = module.main(["--smoke", "--problems", "poisson1d", "heat1d", "--out", str(out)])
     assert [r["problem"] for r in rows] == ["poisson1d", "heat1d"]
