@@ -1,9 +1,25 @@
-"""Learned and meta-learned optimizers: task families, episodes (and, to come, meta-training).
+"""Learned and meta-learned optimizers: task families, episodes, meta-training, and
+meta-trained optimizers as ``torch.optim.Optimizer``.
 
 The hypergradient wrapper lives with the other optimizers
 (:class:`pinnopt.optim.hypergradient.HypergradientOptimizer`, config name ``meta``).
 """
 
+from pinnopt.learned.learned_optimizer import LearnedOptimizer, load_learned
+from pinnopt.learned.meta import (
+    METHODS,
+    Episode,
+    MetaOptimizer,
+    MetaOptimizerConfig,
+    MetaOptTrainResult,
+)
+from pinnopt.learned.methods import (
+    L2ORule,
+    LSTMRule,
+    MetaSGDRule,
+    OptimizerState,
+    preprocess_gradient,
+)
 from pinnopt.learned.tasks import (
     FAMILIES,
     SPLITS,
@@ -20,9 +36,19 @@ from pinnopt.learned.tasks import (
 
 __all__ = [
     "FAMILIES",
+    "METHODS",
     "SPLITS",
     "DigitsFamily",
+    "Episode",
     "EpisodeSampler",
+    "L2ORule",
+    "LSTMRule",
+    "LearnedOptimizer",
+    "MetaOptTrainResult",
+    "MetaOptimizer",
+    "MetaOptimizerConfig",
+    "MetaSGDRule",
+    "OptimizerState",
     "PoissonFamily",
     "QuadraticFamily",
     "SinusoidFamily",
@@ -30,4 +56,6 @@ __all__ = [
     "TaskFamily",
     "build_family",
     "load_digits",
+    "load_learned",
+    "preprocess_gradient",
 ]

@@ -1,0 +1,266 @@
+"""The update rules of the meta-learned optimizers: one ``nn.Module`` per method.
+
+Each rule maps the gradients g_i of the parameter tensors θ_i and an
+:class:`OptimizerState` to updates u_i (θ_i ← θ_i + u_i) and the next state. The
+rules are differentiable in their own parameters φ (and in g), so an inner run can
+be unrolled and the meta-loss backpropagated into φ; the same modules, loaded from a
+file and run under ``torch.no_grad``, are the :class:`LearnedOptimizer`.
+
+* :class:`LSTMRule` (``lstm``): Andrychowicz et al., "Learning to learn by gradient
+  descent by gradient descent", NeurIPS 2016.
+* :class:`MetaSGDRule` (``meta_sgd``): Li, Zhou, Chen & Li, "Meta-SGD: learning to
+  learn quickly for few-shot learning", 2017.
+* :class:`L2ORule` (``l2o``): a memory-lean learned optimizer, a per-coordinate MLP
+  over Adam's accumulators steered by a per-tensor LSTM (in the spirit of Wichrowska
+  et al., "Learned optimizers that scale and generalize", ICML 2017, and Metz et al.,
+  "Tasks, stability, architecture, and compute", 2020).
+
+State that lives per coordinate is what limits a learned optimizer's memory: the
+``lstm`` rule keeps 2·num_layers·hidden_size floats per parameter, ``l2o`` exactly 2
+(m and v), ``meta_sgd`` none.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+import torch
+from torch import Tensor, nn
+
+
+@dataclass
+class OptimizerState:
+    """The inner state of a learned optimizer, one entry per parameter tensor.
+
+    ``hidden``/``cell``: LSTM states, each tensor (num_layers, s_i, hidden_size), with
+    s_i = numel(θ_i) for the coordinatewise ``lstm`` rule and s_i = 1 for the per-tensor
+    LSTM of ``l2o`` (empty for ``meta_sgd``). ``moments``: ``l2o``'s accumulators
+    [m_i, v_i] per tensor (its only per-coordinate state). ``step_count``: steps taken.
+    ``running_loss``: an exponential average (factor 0.9) of the losses passed to
+    ``compute_update`` (None until one is). ``per_param_lr``: ``meta_sgd``'s α_i.
+    """
+
+    hidden: list[Tensor] = field(default_factory=list)
+    cell: list[Tensor] = field(default_factory=list)
+    step_count: int = 0
+    running_loss: float | None = None
+    per_param_lr: list[Tensor] | None = None
+    moments: list[list[Tensor]] = field(default_factory=list)
+
+    def detach(self) -> OptimizerState:
+        """The same state cut from the autograd graph (the end of a BPTT truncation)."""
+        return replace(
+            self,
+            hidden=[h.detach() for h in self.hidden],
+            cell=[c.detach() for c in self.cell],
+            moments=[[t.detach() for t in ms] for ms in self.moments],
+        )
+
+
+def preprocess_gradient(g: Tensor, p: float = 10.0) -> Tensor:
+    """Andrychowicz et al. (2016), appendix A: each coordinate g becomes two inputs
+
+        (log|g| / p, sign g)   if |g| ≥ e^{−p}
+        (−1, e^{p} g)          otherwise,
+
+    so that gradients of any magnitude give inputs of order one. Returns (..., 2).
+    """
+    big = g.abs() >= math.exp(-p)
+    log_part = torch.where(big, torch.log(g.abs().clamp_min(math.exp(-p))) / p, -torch.ones_like(g))
+    sign_part = torch.where(big, torch.sign(g), math.exp(p) * g)
+    return torch.stack([log_part, sign_part], dim=-1)
+
+
+def _flat(tensors: Sequence[Tensor]) -> Tensor:
+    return torch.cat([t.reshape(-1) for t in tensors])
+
+
+def _split(flat: Tensor, like: Sequence[Tensor]) -> list[Tensor]:
+    parts = torch.split(flat, [t.numel() for t in like])
+    return [p.reshape(t.shape) for p, t in zip(parts, like)]
+
+
+class LSTMRule(nn.Module):
+    """Coordinatewise LSTM optimizer (Andrychowicz et al., NeurIPS 2016).
+
+    One two-layer LSTM m_φ, shared by all coordinates, reads each coordinate's
+    preprocessed gradient ∇_t (``preconditioning``: the log-magnitude/sign pair of
+    :func:`preprocess_gradient`; otherwise g itself) and its own hidden state h_t:
+
+        [o_t, h_{t+1}] = m_φ(∇_t, h_t),   u_t = output_scale · W o_t + b,   θ_{t+1} = θ_t + u_t.
+
+    Each coordinate carries its own (h, c) per layer: 2·num_layers·hidden_size floats
+    of state per parameter.
+    """
+
+    def __init__(
+        self,
+        hidden_size: int,
+        num_layers: int,
+        preconditioning: bool,
+        output_scale: float,
+        p: float,
+    ) -> None:
+        super().__init__()
+        self.preconditioning, self.output_scale, self.p = preconditioning, output_scale, p
+        self.lstm = nn.LSTM(2 if preconditioning else 1, hidden_size, num_layers)
+        self.out = nn.Linear(hidden_size, 1)
+
+    def state_sizes(self, params: Sequence[Tensor]) -> list[int]:
+        return [p.numel() for p in params]
+
+    def init_state(self, params: Sequence[Tensor]) -> OptimizerState:
+        h = [self._zeros(p.numel(), p) for p in params]
+        return OptimizerState(hidden=h, cell=[z.clone() for z in h])
+
+    def _zeros(self, n: int, like: Tensor) -> Tensor:
+        w = self.out.weight
+        return torch.zeros(self.lstm.num_layers, n, self.lstm.hidden_size, dtype=w.dtype,
+                           device=like.device)  # fmt: skip
+
+    def forward(
+        self, grads: Sequence[Tensor], state: OptimizerState
+    ) -> tuple[list[Tensor], OptimizerState]:
+        g = _flat(grads).to(self.out.weight.dtype)
+        x = preprocess_gradient(g, self.p) if self.preconditioning else g[:, None]
+        h0, c0 = torch.cat(state.hidden, dim=1), torch.cat(state.cell, dim=1)
+        out, (h1, c1) = self.lstm(x[None], (h0, c0))
+        u = self.output_scale * self.out(out[0])[:, 0]
+        sizes = self.state_sizes(grads)
+        new = replace(
+            state,
+            hidden=list(torch.split(h1, sizes, dim=1)),
+            cell=list(torch.split(c1, sizes, dim=1)),
+            step_count=state.step_count + 1,
+        )
+        return [v.to(gr.dtype) for v, gr in zip(_split(u, grads), grads)], new
+
+
+class MetaSGDRule(nn.Module):
+    """Meta-SGD (Li, Zhou, Chen & Li, 2017): a learned initialisation θ_0 and a learned
+    per-coordinate learning rate α, both of the shapes of the model's parameters:
+
+        θ' = θ − α ∘ ∇L_support(θ),   starting from θ = θ_0,
+
+    meta-trained on the query loss L_query(θ') (MAML's outer loop with α learned too).
+    α is not constrained to be positive (as in the paper). No inner state.
+    """
+
+    def __init__(self, init: Sequence[Tensor], inner_lr: float) -> None:
+        super().__init__()
+        self.init = nn.ParameterList([nn.Parameter(t.detach().clone()) for t in init])
+        self.alpha = nn.ParameterList(
+            [nn.Parameter(torch.full_like(t.detach(), inner_lr)) for t in init]
+        )
+
+    def state_sizes(self, params: Sequence[Tensor]) -> list[int]:
+        return [0 for _ in params]
+
+    def check_shapes(self, shapes: Sequence[torch.Size]) -> None:
+        mine = [tuple(a.shape) for a in self.alpha]
+        theirs = [tuple(s) for s in shapes]
+        if mine != theirs:
+            raise ValueError(
+                f"Invalid params for meta_sgd: parameter shapes {theirs} do not match the "
+                f"learned per-parameter lr shapes {mine}"
+            )
+
+    def init_state(self, params: Sequence[Tensor]) -> OptimizerState:
+        self.check_shapes([p.shape for p in params])
+        return OptimizerState(per_param_lr=list(self.alpha))
+
+    def forward(
+        self, grads: Sequence[Tensor], state: OptimizerState
+    ) -> tuple[list[Tensor], OptimizerState]:
+        self.check_shapes([g.shape for g in grads])
+        updates = [-(a * g) for a, g in zip(self.alpha, grads)]
+        return updates, replace(state, step_count=state.step_count + 1)
+
+
+class L2ORule(nn.Module):
+    """A memory-lean learned optimizer: Adam's accumulators, a per-coordinate MLP, and a
+    per-tensor LSTM that steers it.
+
+    Per coordinate only m and v are kept (exactly 2 floats of state per parameter):
+
+        m ← β1 m + (1 − β1) g,   v ← β2 v + (1 − β2) g²,   m̂, v̂ bias-corrected,
+        a = m̂ / (√v̂ + ε),   d = a + MLP_φ(a, g / (√v̂ + ε)).
+
+    Per tensor i, an LSTM reads summary statistics s_i = (log(rms g_i)/10, mean a_i,
+    rms a_i) and a linear head gives (σ_i, b_i); the update is
+
+        u_i = −lr · exp(σ_i) · (d_i + b_i).
+
+    The MLP's last layer and the head start at zero, so before meta-training the rule
+    is Adam with learning rate ``lr`` (ε inside as above). The LSTM's (h, c) is per
+    tensor: 2·num_layers·hidden_size floats per tensor, independent of its size.
+    """
+
+    beta1, beta2, eps = 0.9, 0.999, 1e-8
+
+    def __init__(self, hidden_size: int, num_layers: int, lr: float) -> None:
+        super().__init__()
+        self.lr = lr
+        self.mlp = nn.Sequential(nn.Linear(2, hidden_size), nn.Tanh(), nn.Linear(hidden_size, 1))
+        self.lstm = nn.LSTM(3, hidden_size, num_layers)
+        self.head = nn.Linear(hidden_size, 2)
+        for layer in (self.mlp[2], self.head):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def state_sizes(self, params: Sequence[Tensor]) -> list[int]:
+        return [1 for _ in params]
+
+    def init_state(self, params: Sequence[Tensor]) -> OptimizerState:
+        dt = self.head.weight.dtype
+        h = [torch.zeros(self.lstm.num_layers, 1, self.lstm.hidden_size, dtype=dt,
+                         device=p.device) for p in params]  # fmt: skip
+        moments = [[torch.zeros_like(p), torch.zeros_like(p)] for p in params]
+        return OptimizerState(hidden=h, cell=[z.clone() for z in h], moments=moments)
+
+    def forward(
+        self, grads: Sequence[Tensor], state: OptimizerState
+    ) -> tuple[list[Tensor], OptimizerState]:
+        t = state.step_count + 1
+        b1, b2, eps = self.beta1, self.beta2, self.eps
+        moments, a_list, r_list = [], [], []
+        for g, (m, v) in zip(grads, state.moments):
+            m = b1 * m + (1 - b1) * g
+            v = b2 * v + (1 - b2) * g * g
+            denom = torch.sqrt(v / (1 - b2**t)) + eps
+            moments.append([m, v])
+            a_list.append(m / (1 - b1**t) / denom)
+            r_list.append(g / denom)
+        dt = self.head.weight.dtype
+        a, r = _flat(a_list).to(dt), _flat(r_list).to(dt)
+        d = a + self.mlp(torch.stack([a, r], dim=1))[:, 0]
+        stats = torch.stack(
+            [
+                torch.stack(
+                    [
+                        torch.log(g.to(dt).square().mean().sqrt() + 1e-30) / 10,
+                        ai.to(dt).mean(),
+                        ai.to(dt).square().mean().sqrt(),
+                    ]
+                )
+                for g, ai in zip(grads, a_list)
+            ]
+        )
+        h0, c0 = torch.cat(state.hidden, dim=1), torch.cat(state.cell, dim=1)
+        out, (h1, c1) = self.lstm(stats[None], (h0, c0))
+        sigma, bias = self.head(out[0]).unbind(dim=1)
+        updates = [
+            (-self.lr * torch.exp(s) * (di + b)).to(g.dtype)
+            for di, s, b, g in zip(_split(d, grads), sigma, bias, grads)
+        ]
+        sizes = self.state_sizes(grads)
+        new = replace(
+            state,
+            hidden=list(torch.split(h1, sizes, dim=1)),
+            cell=list(torch.split(c1, sizes, dim=1)),
+            moments=moments,
+            step_count=t,
+        )
+        return updates, new
