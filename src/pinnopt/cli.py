@@ -259,6 +259,75 @@ def blowup(
     )
 
 
+def _flag_error(e: ValueError, flags: dict[str, str]) -> ConfigError:
+    """A ValueError ``Invalid FIELD: …`` as a ConfigError naming the flag of FIELD."""
+    text = str(e)
+    for field, flag in flags.items():
+        if text.startswith(f"Invalid {field}:"):
+            return ConfigError(f"{flag}: {text}")
+    return ConfigError(text)
+
+
+@app.command(name="meta-train")
+def meta_train(
+    family: Annotated[
+        str, typer.Option(help="Task family: quadratic, sinusoid, digits or poisson.")
+    ],
+    method: Annotated[str, typer.Option(help="lstm, meta_sgd or l2o.")],
+    out: Annotated[Path, typer.Option(help="Output directory (optimizer.pt, ...).")],
+    meta_steps: Annotated[int, typer.Option("--meta-steps", help="Meta-steps.")] = 100,
+    inner_steps: Annotated[int, typer.Option("--inner-steps", help="Steps of one inner run.")] = 20,
+    unroll_steps: Annotated[
+        int, typer.Option("--unroll-steps", help="Truncation length of the unrolled BPTT.")
+    ] = 20,
+    meta_lr: Annotated[float, typer.Option("--meta-lr", help="Adam's lr on the rule.")] = 1e-3,
+    episodes: Annotated[int, typer.Option("--episodes", help="Train episodes per meta-step.")] = 4,
+    val_every: Annotated[
+        int, typer.Option("--val-every", help="Meta-steps between validations.")
+    ] = 10,
+    val_episodes: Annotated[
+        int, typer.Option("--val-episodes", help="Validation episodes (val split).")
+    ] = 4,
+    seed: Annotated[
+        int, typer.Option(help="Seed of the rule's weights and of the train episodes.")
+    ] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+) -> None:
+    """Meta-train a learned optimizer on a task family; write OUT/optimizer.pt."""
+    from pinnopt.learned.meta import MetaOptimizerConfig
+    from pinnopt.learned.tasks import build_family
+    from pinnopt.learned.train import check_arguments
+    from pinnopt.learned.train import meta_train as run_meta_train
+
+    flags = {"method": "--method", "meta_steps": "--meta-steps", "inner_steps": "--inner-steps",
+             "unroll_steps": "--unroll-steps", "meta_lr": "--meta-lr",
+             "episodes_per_step": "--episodes", "val_every": "--val-every",
+             "val_episodes": "--val-episodes", "seed": "--seed"}  # fmt: skip
+    try:
+        fam = build_family(family)
+    except ValueError as e:
+        raise ConfigError(f"--family: {e}") from None
+    try:
+        config = MetaOptimizerConfig(method=method, inner_steps=inner_steps,
+                                     unroll_steps=unroll_steps, meta_lr=meta_lr,
+                                     seed=seed)  # fmt: skip
+        check_arguments(meta_steps, episodes, val_every, val_episodes, seed)
+    except ValueError as e:
+        raise _flag_error(e, flags) from None
+    m = run_meta_train(fam, config, out, meta_steps=meta_steps, episodes_per_step=episodes,
+                       val_every=val_every, val_episodes=val_episodes, seed=seed,
+                       progress=not quiet)  # fmt: skip
+    Console().print(
+        f"{m['method']} on {m['family']}: best val loss {m['best_val_loss']:.3e} at meta-step "
+        f"{m['best_meta_step']} (untrained {m['initial_val_loss']:.3e}) after "
+        f"{m['meta_steps_done']} meta-steps in {m['wall_time_s']:.1f} s ({m['status']})\n"
+        f"optimizer: {m['optimizer']}  (use: pinnopt solve … --optimizer l2o:{m['optimizer']})\n"
+        f"run directory: {out}  (optimizer.pt, metrics.json, history.csv, meta_loss.png)",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
 def bench_command(problems, optimizers, seeds, out, config, flags, quiet) -> str:
     """The ``pinnopt bench`` command line that the given options spell."""
     words = ["pinnopt", "bench"]

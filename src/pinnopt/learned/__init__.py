@@ -1,5 +1,6 @@
 """Learned and meta-learned optimizers: task families, episodes, meta-training, and
-meta-trained optimizers as ``torch.optim.Optimizer``.
+meta-trained optimizers as ``torch.optim.Optimizer``, and the meta-training loop
+(:func:`meta_train`, ``pinnopt meta-train``).
 
 The hypergradient wrapper lives with the other optimizers
 (:class:`pinnopt.optim.hypergradient.HypergradientOptimizer`, config name ``meta``).
@@ -33,6 +34,7 @@ from pinnopt.learned.tasks import (
     build_family,
     load_digits,
 )
+from pinnopt.learned.train import meta_train
 
 __all__ = [
     "FAMILIES",
@@ -57,5 +59,6 @@ __all__ = [
     "build_family",
     "load_digits",
     "load_learned",
+    "meta_train",
     "preprocess_gradient",
 ]

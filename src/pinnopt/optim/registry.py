@@ -11,8 +11,10 @@ hooks its layers), says ``needs_model`` and its factory gets ``model=``.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch.optim import Optimizer
@@ -64,7 +66,20 @@ def register_optimizer(
     return add
 
 
+LEARNED = "l2o"
+
+
+def split_name(name: str) -> tuple[str, str | None]:
+    """A stage's optimizer name and the file it carries: ``"l2o:runs/m/optimizer.pt"``
+    → ``("l2o", "runs/m/optimizer.pt")``; any other name → ``(name, None)``."""
+    base, sep, path = name.partition(":")
+    if base == LEARNED and sep and path:
+        return base, path
+    return name, None
+
+
 def get_optimizer_spec(name: str) -> OptimizerSpec:
+    name = split_name(name)[0]
     if name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}; allowed: {', '.join(sorted(OPTIMIZERS))}")
     return OPTIMIZERS[name]
@@ -80,8 +95,12 @@ def build_optimizer(
     """Build the optimizer ``name``; ``lr=None`` takes its default learning rate.
 
     ``model`` is passed on to optimizers that need it (``needs_model``), and required there.
+    ``name`` may carry a file, ``"l2o:PATH"``: the same as ``"l2o"`` with ``path=PATH``.
     """
     spec = get_optimizer_spec(name)
+    name, path = split_name(name)
+    if path is not None:
+        options["path"] = path
     if spec.needs_model:
         if model is None:
             raise ValueError(f"optimizer {name} needs the model (model=...)")
@@ -159,23 +178,83 @@ def _hypergradient(params, lr, **options):
     return HypergradientOptimizer(params, lr=lr, **options)
 
 
+@register_optimizer(
+    LEARNED,
+    1.0,
+    description="A meta-trained optimizer from a file (l2o:PATH; pinnopt meta-train); "
+    "no file: the untrained l2o rule (Adam, lr 1e-2)",
+)
+def _learned(params, lr, path=None, scale=1.0):
+    """``LearnedOptimizer(params, path, scale)``; ``lr`` is ignored (the rule's step size
+    is learned; ``scale`` multiplies its update). Each group's ``lr`` is set to
+    ``scale`` for the trainer's history; a scheduler changes it with no effect.
+
+    Without ``path``: the ``l2o`` rule as meta-training starts it (default
+    ``MetaOptimizerConfig``), which is Adam with lr = ``inner_lr`` = 1e-2: a baseline."""
+    from pinnopt.learned.learned_optimizer import LearnedOptimizer  # lazy: no import cycle
+
+    source = _untrained_l2o() if path is None else path
+    try:
+        optimizer = LearnedOptimizer(params, source, scale=scale)
+    except ValueError as e:  # torch.load's reason spans many lines: keep one
+        if str(e).startswith("Invalid path"):
+            msg = f"Invalid path: {str(path)!r} is not a saved learned optimizer"
+            raise ValueError(msg) from None
+        raise
+    for group in optimizer.param_groups:
+        group.setdefault("lr", group["scale"])
+    return optimizer
+
+
+def _untrained_l2o() -> io.BytesIO:
+    """The saved file of an untrained ``l2o`` rule, in memory."""
+    from pinnopt.learned.meta import MetaOptimizer, MetaOptimizerConfig
+
+    buffer = io.BytesIO()
+    MetaOptimizer(torch.nn.Linear(1, 1), MetaOptimizerConfig(method="l2o")).save(buffer)
+    buffer.seek(0)
+    return buffer
+
+
 @dataclass(frozen=True)
 class Stage:
-    """One optimizer of a chain and its step count (``None``: the rest of the budget)."""
+    """One optimizer of a chain and its step count (``None``: the rest of the budget).
+
+    ``optimizer`` is a registry name, or ``"l2o:PATH"`` (see :func:`split_name`)."""
 
     optimizer: str
     steps: int | None = None
 
 
+def _split_stage(text: str, part: str) -> tuple[str, str]:
+    """A stage ``name[:steps]`` or ``l2o:PATH[:steps]`` as (name, count text); the name of
+    an ``l2o`` stage with a file is ``"l2o:PATH"``, and the file must exist."""
+    name, _, count = part.partition(":")
+    name = name.strip()
+    if name != LEARNED or not count or count.strip().isdigit():
+        return name, count
+    path, sep, tail = count.rpartition(":")
+    if not (sep and tail.strip().isdigit()):
+        path, tail = count, ""
+    path = path.strip()
+    if not Path(path).is_file():
+        raise ValueError(f"optimizer chain {text!r}: l2o file {path!r} does not exist")
+    return f"{LEARNED}:{path}", tail
+
+
 def parse_chain(text: str) -> list[Stage]:
-    """Parse ``"adam:2000,lbfgs"`` into stages; ValueError names what is wrong."""
+    """Parse ``"adam:2000,lbfgs"`` into stages; ValueError names what is wrong.
+
+    A stage is ``name[:steps]``, or ``l2o:PATH[:steps]`` for a learned optimizer saved
+    at PATH (a value after ``l2o:`` that is not an integer is a path; the stage's
+    ``optimizer`` is then ``"l2o:PATH"``). Paths must not contain ``,``.
+    """
     stages = []
     parts = [p.strip() for p in text.split(",")]
     if not text.strip() or any(not p for p in parts):
         raise ValueError(f"optimizer chain {text!r} has an empty entry; use e.g. 'adam:2000,lbfgs'")
     for i, part in enumerate(parts):
-        name, _, count = part.partition(":")
-        name = name.strip()
+        name, count = _split_stage(text, part)
         get_optimizer_spec(name)
         steps = None
         if count:
