@@ -21,7 +21,9 @@ method exactly, so c2 = 0 gives torch.optim.Adam / Adagrad / RMSprop.
 
 Speed: each update is one loop over the tensors of a parameter group, written so
 that ``fused=True`` can hand the whole loop to ``torch.compile``, which fuses the
-moment updates, the stencil and the step into one pass over memory per tensor.
+moment updates, the stencil and the step per tensor. On the CPU that wins on small
+tensors (no per-tensor Python overhead) and loses to the eager ops on large ones
+(docs/laplacian_smoothed.md, "Speed").
 The stencils are sums of shifted slices of a circularly padded copy (the 9-point
 one factored as S ⊗ S − 36 δ with S = [1, 4, 1]), never a convolution.
 """
