@@ -1,7 +1,7 @@
 """Seconds per optimizer step of LAdam, LAdaGrad, LRMSProp relative to torch's foreach Adam.
 
     python benchmarks/laplacian_speed.py --threads 1                # both models, float32
-    python benchmarks/laplacian_speed.py --out docs/laplacian_speed_table.md
+    python benchmarks/laplacian_speed.py --threads 1 --out docs/laplacian_speed_table.md
     python benchmarks/laplacian_speed.py --smoke                    # tiny, for the test suite
 
 Models: ``5x128`` is a 2-128-128-128-128-128-1 tanh MLP (66 561 parameters, the
@@ -9,18 +9,31 @@ PINN of the wave study) and ``10M`` a 64-1024×10-1 tanh MLP (9 513 985 paramete
 Only ``optimizer.step()`` is timed, with fixed random gradients; the baseline is
 ``torch.optim.Adam(foreach=True)``. ``-fused`` variants pass ``fused=True`` (the
 update compiled by torch.compile); their compilation happens in the untimed first
-step, whose seconds the table also shows. After ``--warmup`` untimed steps every
-optimizer takes ``--steps`` steps in each of ``--rounds`` rounds, the optimizers
-interleaved so that drift in the machine's speed hits all of them alike; a cell is
-the median over rounds of the mean seconds per step. All smoothed optimizers use
-c2 = 1e-5 and the defaults (9-point stencil, LAdam's ``variance_lap``).
+step, whose seconds the table also shows. All smoothed optimizers use c2 = 1e-5 and
+the defaults (9-point stencil, LAdam's ``variance_lap``).
+
+Every measurement runs in a fresh Python process, because the C allocator's state
+decides much of a large model's step time: glibc hands large freed blocks back to
+the OS, and a step whose temporaries must be page-faulted in again every time costs
+up to twice as much (torch's foreach Adam itself does, on the 10M model). Where one
+process ran several optimizers, each inherited the allocator state the others left.
+So the table has two allocator settings: ``default`` (glibc as shipped) and
+``no-trim`` (``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_`` set so that
+freed memory stays in the process, as jemalloc or tcmalloc would keep it), and a
+column with the page faults per step. Each process takes ``--warmup`` untimed steps,
+then ``--steps`` timed ones; ``--rounds`` rounds run the processes interleaved so
+that drift in the machine's speed hits all optimizers alike, and a cell is the
+median over rounds of the mean seconds per step.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -42,6 +55,10 @@ OPTIMIZERS = {
     "lrmsprop-fused": lambda ps: LRMSProp(ps, c2=1e-5, fused=True),
 }
 BASELINE = "adam"
+ALLOCATORS = {
+    "default": {},
+    "no-trim": {"MALLOC_MMAP_THRESHOLD_": str(2**32), "MALLOC_TRIM_THRESHOLD_": str(2**36)},
+}
 
 
 def mlp(sizes: list[int], dtype: torch.dtype) -> nn.Module:
@@ -51,88 +68,121 @@ def mlp(sizes: list[int], dtype: torch.dtype) -> nn.Module:
     return nn.Sequential(*layers[:-1]).to(dtype)
 
 
-def time_model(sizes, names, dtype, warmup, steps, rounds) -> dict[str, dict]:
-    """{optimizer: {"seconds": per step, "first": seconds of the first step}}."""
+def page_faults() -> int:
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return 0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def measure(sizes: list[int], name: str, dtype: torch.dtype, warmup: int, steps: int) -> dict:
+    """One optimizer on one model, in this process: {"seconds": per step, "first": seconds of
+    the first step, "faults": minor page faults per timed step}."""
     torch.manual_seed(0)
-    template = mlp(sizes, dtype)
-    grads = [torch.randn_like(p) * 1e-2 for p in template.parameters()]
-    opts, first = {}, {}
-    for name in names:
-        params = [p.detach().clone().requires_grad_(True) for p in template.parameters()]
-        for p, g in zip(params, grads):
-            p.grad = g.clone()
-        opts[name] = OPTIMIZERS[name](params)
-        t0 = time.perf_counter()
-        opts[name].step()
-        first[name] = time.perf_counter() - t0
-        for _ in range(warmup):
-            opts[name].step()
-    per_round: dict[str, list[float]] = {name: [] for name in names}
-    for _ in range(rounds):
-        for name, opt in opts.items():
-            t0 = time.perf_counter()
-            for _ in range(steps):
-                opt.step()
-            per_round[name].append((time.perf_counter() - t0) / steps)
-    return {n: {"seconds": statistics.median(per_round[n]), "first": first[n]} for n in names}
+    params = list(mlp(sizes, dtype).parameters())
+    for p in params:
+        p.grad = torch.randn_like(p) * 1e-2
+    opt = OPTIMIZERS[name](params)
+    t0 = time.perf_counter()
+    opt.step()
+    first = time.perf_counter() - t0
+    for _ in range(warmup):
+        opt.step()
+    faults = page_faults()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        opt.step()
+    seconds = (time.perf_counter() - t0) / steps
+    return {"seconds": seconds, "first": first, "faults": (page_faults() - faults) / steps}
+
+
+def measure_in_fresh_process(model: str, name: str, allocator: str, args) -> dict:
+    command = [sys.executable, __file__, "--child", model, name, "--dtype", args.dtype,
+               "--threads", str(args.threads), "--warmup", str(args.warmup),
+               "--steps", str(steps_per_round(args.models[model], args))]  # fmt: skip
+    env = {**os.environ, **ALLOCATORS[allocator]}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{model} {name} ({allocator}) failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def steps_per_round(sizes: list[int], args) -> int:
     return args.steps or (200 if sum(sizes) < 10_000 else 20)
 
 
-def table(results: dict[str, dict], models: dict, args, command: str) -> str:
+def table(results: dict, args, command: str) -> str:
     lines = [
-        f"`{command}`: {platform.machine()}, {torch.get_num_threads()} torch thread(s), "
-        f"torch {torch.__version__}, {args.dtype}; a cell is the median over "
-        f"{args.rounds} rounds of the mean over a round's steps "
-        f"({', '.join(f'{m}: {steps_per_round(s, args)}' for m, s in models.items())}).",
+        f"`{command}`: {platform.machine()}, {args.threads or 'default'} torch thread(s), "
+        f"torch {torch.__version__}, {args.dtype}; each cell is measured in fresh processes, "
+        f"the median over {args.rounds} rounds of the mean over a process's timed steps "
+        f"({', '.join(f'{m}: {steps_per_round(s, args)}' for m, s in args.models.items())}).",
         "",
-        "| model | params | optimizer | ms / step | × Adam (foreach) | first step (s) |",
-        "|---|---:|---|---:|---:|---:|",
+        "| model | params | allocator | optimizer | ms / step | × Adam (foreach) "
+        "| page faults / step | first step (s) |",
+        "|---|---:|---|---|---:|---:|---:|---:|",
     ]
-    for model, rows in results.items():
-        n_params = sum(a * b + b for a, b in zip(models[model][:-1], models[model][1:]))
+    for (model, allocator), rows in results.items():
+        sizes = args.models[model]
+        n_params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
         base = rows[BASELINE]["seconds"]
         for name, r in rows.items():
             lines.append(
-                f"| {model} | {n_params} | {name} | {r['seconds'] * 1e3:.3f} | "
-                f"{r['seconds'] / base:.2f} | {r['first']:.2f} |"
+                f"| {model} | {n_params} | {allocator} | {name} | {r['seconds'] * 1e3:.3f} | "
+                f"{r['seconds'] / base:.2f} | {r['faults']:.0f} | {r['first']:.2f} |"
             )
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> dict[str, dict]:
+def main(argv: list[str] | None = None) -> dict[tuple[str, str], dict[str, dict]]:
+    """{(model, allocator): {optimizer: {"seconds", "first", "faults"}}}, baseline first."""
+    argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
     parser.add_argument(
         "--optimizers", nargs="+", choices=list(OPTIMIZERS), default=list(OPTIMIZERS)
     )
+    parser.add_argument(
+        "--allocators", nargs="+", choices=list(ALLOCATORS), default=list(ALLOCATORS)
+    )
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=None, help="per round (default by model)")
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--steps", type=int, default=None, help="per process (default by model)")
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--out", type=Path, help="also write the markdown table here")
     parser.add_argument("--smoke", action="store_true", help="a 2-8-8-1 MLP, a few steps")
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    parser.add_argument("--child", nargs=2, metavar=("MODEL", "OPTIMIZER"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    names = [BASELINE] + [n for n in args.optimizers if n != BASELINE]
-    models = {m: MODELS[m] for m in args.models}
-    if args.smoke:
-        models, args.warmup, args.rounds, args.steps = SMOKE_MODELS, 1, 2, 2
     dtype = getattr(torch, args.dtype)
-    results = {}
-    for model, sizes in models.items():
-        steps = steps_per_round(sizes, args)
-        results[model] = time_model(sizes, names, dtype, args.warmup, steps, args.rounds)
-        for name, r in results[model].items():
-            print(f"{model:6s} {name:15s} {r['seconds'] * 1e3:9.3f} ms/step", flush=True)
-    command = "python benchmarks/laplacian_speed.py " + " ".join(
-        sys.argv[1:] if argv is None else argv
-    )
-    text = table(results, models, args, command.strip())
+    if args.child:
+        model, name = args.child
+        sizes = {**MODELS, **SMOKE_MODELS}[model]
+        print(json.dumps(measure(sizes, name, dtype, args.warmup, args.steps)))
+        return {}
+    names = [BASELINE] + [n for n in args.optimizers if n != BASELINE]
+    args.models = {m: MODELS[m] for m in args.models}
+    if args.smoke:
+        args.models, args.warmup, args.rounds, args.steps = SMOKE_MODELS, 1, 1, 2
+    runs: dict[tuple[str, str, str], list[dict]] = {}
+    for _ in range(args.rounds):
+        for model in args.models:
+            for allocator in args.allocators:
+                for name in names:
+                    r = measure_in_fresh_process(model, name, allocator, args)
+                    runs.setdefault((model, allocator, name), []).append(r)
+                    print(f"{model:6s} {allocator:8s} {name:15s} {r['seconds'] * 1e3:9.3f} "
+                          f"ms/step {r['faults']:8.0f} faults/step", flush=True)  # fmt: skip
+    results: dict[tuple[str, str], dict[str, dict]] = {}
+    for (model, allocator, name), rs in runs.items():
+        results.setdefault((model, allocator), {})[name] = {
+            key: statistics.median(r[key] for r in rs) for key in ("seconds", "first", "faults")
+        }
+    command = "python benchmarks/laplacian_speed.py " + " ".join(argv)
+    text = table(results, args, command.strip())
     print(text)
     if args.out:
         args.out.write_text(text)

@@ -1,15 +1,26 @@
 """Smoke runs of benchmarks/laplacian_speed.py and benchmarks/ladam_wave.py."""
 
+import torch
+
 
 def test_laplacian_speed_smoke(tmp_path, load_benchmark):
     module = load_benchmark("laplacian_speed")
     out = tmp_path / "speed.md"
-    results = module.main(["--smoke", "--optimizers", "ladam", "lrmsprop", "--out", str(out)])
-    assert list(results["tiny"]) == ["adam", "ladam", "lrmsprop"]  # the baseline comes first
-    assert all(r["seconds"] > 0 and r["first"] > 0 for r in results["tiny"].values())
+    results = module.main(
+        ["--smoke", "--optimizers", "ladam", "--allocators", "no-trim", "--out", str(out)]
+    )
+    rows = results["tiny", "no-trim"]
+    assert list(rows) == ["adam", "ladam"]  # the baseline comes first
+    assert all(r["seconds"] > 0 and r["first"] > 0 and r["faults"] >= 0 for r in rows.values())
     text = out.read_text()
-    assert "| model | params | optimizer | ms / step | × Adam (foreach) | first step (s) |" in text
-    assert "| tiny | 105 | adam |" in text and "| 1.00 |" in text
+    assert "| model | params | allocator | optimizer | ms / step | × Adam (foreach) |" in text
+    assert "| tiny | 105 | no-trim | adam |" in text and "| 1.00 |" in text
+
+
+def test_laplacian_speed_measure_in_process(load_benchmark):
+    module = load_benchmark("laplacian_speed")
+    r = module.measure([2, 8, 8, 1], "lrmsprop", torch.float64, warmup=1, steps=3)
+    assert r["seconds"] > 0 and r["first"] > 0 and r["faults"] >= 0
 
 
 def test_ladam_wave_smoke_writes_table_and_plot_and_resumes(tmp_path, load_benchmark):

@@ -7,7 +7,7 @@ import copy
 import pytest
 import torch
 
-from pinnopt.optim import build_optimizer
+from pinnopt.optim import build_optimizer, laplacian_smoothed
 from pinnopt.optim.laplacian_smoothed import (
     LAdaGrad,
     LAdam,
@@ -270,9 +270,24 @@ FUSED_CASES = {
 }  # fmt: skip
 
 
+@pytest.mark.parametrize("own_call_numel", [2**17, 60])  # all in one call; 20x20, 3x20 alone
 @pytest.mark.parametrize("case", FUSED_CASES)
-def test_fused_equals_eager_and_lr_changes_do_not_recompile(case):
+def test_fused_equals_eager_and_lr_changes_do_not_recompile(case, own_call_numel, monkeypatch):
     from torch._dynamo.utils import counters
+
+    monkeypatch.setattr(laplacian_smoothed, "FUSED_OWN_CALL_NUMEL", own_call_numel)
+    calls = []  # (number of tensors, shape-generic) of each compiled call
+
+    compile_ = laplacian_smoothed._compiled
+
+    def spy(update, dynamic):
+        compiled = compile_(update, dynamic)
+
+        def call(params, *args, **kwargs):
+            calls.append((len(params), dynamic))
+            return compiled(params, *args, **kwargs)
+
+        return call
 
     def run(fused):
         model, x, y = model_and_data()
@@ -288,6 +303,9 @@ def test_fused_equals_eager_and_lr_changes_do_not_recompile(case):
         return torch.cat([p.detach().flatten() for p in model.parameters()]), graphs
 
     eager, _ = run(False)
+    monkeypatch.setattr(laplacian_smoothed, "_compiled", spy)
     fused, graphs = run(True)
     torch.testing.assert_close(fused, eager, atol=1e-12, rtol=0)
     assert graphs[-1] == graphs[0]  # compiled once, at the first step
+    per_step = [(6, False)] if own_call_numel > 400 else [(1, True), (1, True), (4, False)]
+    assert calls == per_step * 4

@@ -20,10 +20,11 @@ elements, decided once, at its first step; every other tensor follows the plain
 method exactly, so c2 = 0 gives torch.optim.Adam / Adagrad / RMSprop.
 
 Speed: each update is one loop over the tensors of a parameter group, written so
-that ``fused=True`` can hand the whole loop to ``torch.compile``, which fuses the
-moment updates, the stencil and the step per tensor. On the CPU that wins on small
-tensors (no per-tensor Python overhead) and loses to the eager ops on large ones
-(docs/laplacian_smoothed.md, "Speed").
+that ``fused=True`` can hand it to ``torch.compile``, which fuses the moment updates,
+the stencil and the step per tensor: one compiled call for the group's small tensors
+(no per-tensor Python overhead) and one per large tensor (so that the compiled code's
+temporaries stay small; see ``_fused_update``). That is within Adam's step time on
+small and large models alike (docs/laplacian_smoothed.md, "Speed").
 The stencils are sums of shifted slices of a circularly padded copy (the 9-point
 one factored as S ⊗ S − 36 δ with S = [1, 4, 1]), never a convolution.
 """
@@ -143,13 +144,17 @@ def _check_common(lr: float, eps: float, weight_decay: float, c2: float, stencil
         raise ValueError(f"Invalid min_spatial_size: {min_spatial_size}")
 
 
-_COMPILED: dict[Callable, Callable] = {}
+# Fused, a tensor with at least this many elements gets its own compiled call (one
+# shape-generic kernel for all such tensors); the smaller ones share one call per group.
+FUSED_OWN_CALL_NUMEL = 2**17
+RECOMPILE_LIMIT = 256
+_COMPILED: dict[tuple[Callable, bool], Callable] = {}
 
 
-def _compiled(update: Callable) -> Callable:
-    if update not in _COMPILED:
-        _COMPILED[update] = torch.compile(update, fullgraph=True, dynamic=False)
-    return _COMPILED[update]
+def _compiled(update: Callable, dynamic: bool) -> Callable:
+    if (update, dynamic) not in _COMPILED:
+        _COMPILED[update, dynamic] = torch.compile(update, fullgraph=True, dynamic=dynamic)
+    return _COMPILED[update, dynamic]
 
 
 class _LaplacianSmoothed(Optimizer):
@@ -207,14 +212,34 @@ class _LaplacianSmoothed(Optimizer):
                         buffer.append(state[key])
                 smoothed.append(state["smoothed"])
                 rows.append(self._scalars(group, state["step"]))
-            update, scalars = type(self)._update, rows
-            if group["fused"]:
-                update = _compiled(update)
-                scalars = torch.tensor(rows, dtype=torch.float64, device=params[0].device)
             grads = [p.grad for p in params]
             hyper = {key: group[key] for key in self._hyper}
-            update(params, grads, *buffers, tuple(smoothed), scalars, **hyper)
+            if not group["fused"]:
+                type(self)._update(params, grads, *buffers, tuple(smoothed), rows, **hyper)
+                continue
+            scalars = torch.tensor(rows, dtype=torch.float64, device=params[0].device)
+            large = [i for i, p in enumerate(params) if p.numel() >= FUSED_OWN_CALL_NUMEL]
+            for part in [[i] for i in large] + [sorted(set(range(len(params))) - set(large))]:
+                if part:
+                    self._fused_update(part, part[0] in large, params, grads, buffers,
+                                       smoothed, scalars, hyper)  # fmt: skip
         return loss
+
+    def _fused_update(self, part, own_call, params, grads, buffers, smoothed, scalars, hyper):
+        """The compiled update of the tensors ``part`` (indices into ``params``).
+
+        One graph over many large tensors allocates all its full-size temporaries at
+        once, and glibc returns that memory to the OS after the step, so every step
+        page-faults it back in (twice Adam's step time on the 10M benchmark); one call
+        per large tensor keeps the temporaries small enough to be reused.
+        """
+        pick = lambda xs: [xs[i] for i in part]  # noqa: E731
+        update = _compiled(type(self)._update, dynamic=own_call)
+        # Each group's shapes and hyperparameters are one more compiled variant of the
+        # same function; torch's default limit of 8 would make the ninth an error.
+        with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT):
+            update(pick(params), pick(grads), *[pick(b) if b else b for b in buffers],
+                   tuple(pick(smoothed)), scalars[part], **hyper)  # fmt: skip
 
 
 def _ladam_update(params, grads, exp_avgs, exp_avg_sqs, smoothed, scalars, *, betas,
