@@ -9,7 +9,14 @@ import pytest
 import torch
 
 from pinnopt.cli import main
-from pinnopt.learned import LearnedOptimizer, MetaOptimizerConfig, QuadraticFamily, load_learned
+from pinnopt.learned import (
+    EpisodeSampler,
+    LearnedOptimizer,
+    MetaOptimizer,
+    MetaOptimizerConfig,
+    QuadraticFamily,
+    load_learned,
+)
 from pinnopt.learned import train as train_module
 from pinnopt.learned.tasks import TaskFamily
 from pinnopt.optim import OPTIMIZERS, Stage, build_optimizer, parse_chain
@@ -128,7 +135,10 @@ def test_list_shows_l2o(capsys):
     ("args", "pattern"),
     [
         (["--family", "nope", "--method", "lstm"], "--family: unknown task family 'nope'"),
-        (["--family", "quadratic", "--method", "warp_grad"], "--method: .*not built"),
+        (
+            ["--family", "quadratic", "--method", "lstm", "--meta-objective", "mse"],
+            "--meta-objective: Invalid meta_objective: 'mse'",
+        ),
         (["--family", "quadratic", "--method", "adam"], "--method: Invalid method: 'adam'"),
         (["--family", "quadratic", "--method", "lstm", "--meta-steps", "0"], "--meta-steps"),
         (["--family", "quadratic", "--method", "lstm", "--unroll-steps", "0"], "--unroll-steps"),
@@ -191,12 +201,46 @@ def test_the_best_on_val_rule_is_saved(tmp_path, monkeypatch):
     config = MetaOptimizerConfig(method="lstm", inner_steps=4, unroll_steps=2, meta_lr=0.05)
     m = train_module.meta_train(QuadraticFamily(dim=3), config, tmp_path, meta_steps=4,
                                 episodes_per_step=1, val_every=2, val_episodes=1,
-                                progress=False)  # fmt: skip
+                                progress=False, test_episodes=0)  # fmt: skip
     assert m["best_val_loss"] == 1.0 and m["best_meta_step"] == 2
     assert m["initial_val_loss"] == 3.0 and m["final_val_loss"] == 2.0
     saved = load_learned(tmp_path / "optimizer.pt")["rule"]
     assert all(torch.equal(saved[k], snapshots[1][k]) for k in saved)
     assert not all(torch.equal(saved[k], snapshots[2][k]) for k in saved)  # training moved φ
+
+
+def test_patience_stops_after_validations_without_a_new_best(tmp_path, monkeypatch):
+    scripted = iter([3.0, 2.0, 2.5, 2.1, 1.0, 0.5])
+    monkeypatch.setattr(train_module, "validate", lambda meta, tasks: next(scripted))
+    config = MetaOptimizerConfig(method="l2o", inner_steps=2, unroll_steps=2)
+    m = train_module.meta_train(QuadraticFamily(dim=3), config, tmp_path, meta_steps=5,
+                                episodes_per_step=1, val_every=1, val_episodes=1,
+                                progress=False, patience=2, test_episodes=0)  # fmt: skip
+    assert m["status"] == "stopped_early" and m["meta_steps_done"] == 3
+    assert m["best_val_loss"] == 2.0 and m["best_meta_step"] == 1
+
+
+def test_the_saved_and_the_untrained_rule_are_scored_on_test_tasks(tmp_path):
+    family = QuadraticFamily(dim=3)
+    config = MetaOptimizerConfig(method="l2o", inner_steps=4, unroll_steps=2, meta_lr=0.05)
+    m = train_module.meta_train(family, config, tmp_path, meta_steps=3, episodes_per_step=1,
+                                val_every=1, val_episodes=2, progress=False,
+                                test_episodes=3)  # fmt: skip
+    test = EpisodeSampler(family, "test").take(3)
+    untrained = train_module.validate(MetaOptimizer(test[0].init_model(), config), test)
+    assert m["untrained_test_loss"] == pytest.approx(untrained, rel=1e-12)
+    best = MetaOptimizer(test[0].init_model(), config)
+    best.rule.load_state_dict(load_learned(tmp_path / "optimizer.pt")["rule"])
+    assert m["test_loss"] == pytest.approx(train_module.validate(best, test), rel=1e-12)
+    assert m["test_episodes"] == 3 and m["patience"] is None
+
+
+def test_bad_patience_and_test_episodes_name_the_argument(tmp_path):
+    for kw, match in [({"patience": 0}, "Invalid patience"),
+                      ({"test_episodes": -1}, "Invalid test_episodes")]:  # fmt: skip
+        with pytest.raises(ValueError, match=match):
+            train_module.meta_train(QuadraticFamily(dim=3), MetaOptimizerConfig(), tmp_path,
+                                    progress=False, **kw)  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)
@@ -218,6 +262,30 @@ def test_exploding_meta_gradients_stop_the_loop(tmp_path):
     assert m["status"] == "exploded" and m["meta_steps_done"] == 2
     assert m["skipped_updates"] == 2
     assert (tmp_path / "optimizer.pt").is_file() and (tmp_path / "meta_loss.png").is_file()
+
+
+def test_meta_train_exits_3_when_it_stops_on_explosions(tmp_path, capsys, monkeypatch):
+    real = train_module.meta_train
+
+    def huge(family, config, out, **kw):
+        return real(HugeQuadratics(), config, out, **{**kw, "max_exploded": 2})
+
+    monkeypatch.setattr(train_module, "meta_train", huge)
+    code, out, _ = run(capsys, "meta-train", "--family", "quadratic", "--method", "lstm",
+                       "--out", tmp_path, *TINY)  # fmt: skip
+    assert code == 3 and "(exploded)" in out
+    assert (tmp_path / "optimizer.pt").is_file()
+
+
+@pytest.mark.parametrize("method", ["warp_grad", "schedule"])
+def test_meta_train_warp_grad_and_schedule(method, tmp_path, capsys):
+    code, out, _ = run(capsys, "meta-train", "--family", "quadratic", "--method", method,
+                       "--out", tmp_path, "--inner-lr", "0.05", "--meta-objective", "log_loss",
+                       *TINY)  # fmt: skip
+    assert code == 0 and "(completed)" in out
+    blob = load_learned(tmp_path / "optimizer.pt")
+    assert blob["config"]["method"] == method and blob["config"]["inner_lr"] == 0.05
+    assert blob["config"]["meta_objective"] == "log_loss" and blob["config"]["second_order"]
 
 
 def test_meta_sgd_loop_runs(tmp_path, capsys):

@@ -100,7 +100,7 @@ def test_lstm_meta_training_lowers_the_meta_loss_and_stays_finite():
     assert last.meta_loss < 0.5 * first.meta_loss, (first.meta_loss, last.meta_loss)
 
 
-@pytest.mark.parametrize("method", ["lstm", "l2o", "meta_sgd"])
+@pytest.mark.parametrize("method", ["lstm", "l2o", "meta_sgd", "warp_grad", "schedule"])
 def test_explosion_guard_skips_the_update_and_keeps_the_parameters(method):
     task = tasks(1)[0]
     huge = dataclasses.replace(task, loss=lambda m, f=task.loss: 1e30 * f(m))
@@ -127,7 +127,7 @@ def trained(method, tmp_path):
     return mo, path
 
 
-@pytest.mark.parametrize("method", ["lstm", "l2o", "meta_sgd"])
+@pytest.mark.parametrize("method", ["lstm", "l2o", "meta_sgd", "warp_grad", "schedule"])
 def test_saved_optimizer_steps_like_compute_update(method, tmp_path):
     mo, path = trained(method, tmp_path)
     model = tasks(1)[0].init_model()
@@ -147,7 +147,7 @@ def test_saved_optimizer_steps_like_compute_update(method, tmp_path):
             assert not torch.equal(u, torch.zeros_like(u))
 
 
-@pytest.mark.parametrize("method", ["lstm", "l2o"])
+@pytest.mark.parametrize("method", ["lstm", "l2o", "warp_grad", "schedule"])
 def test_learned_optimizer_state_dict_round_trip(method, tmp_path):
     _, path = trained(method, tmp_path)
     f = tasks(1)[0].loss
@@ -242,7 +242,7 @@ def test_same_seed_same_rule():
     ("field", "value"),
     [
         ("method", "adam"),
-        ("method", "warp_grad"),
+        ("schedule_knots", 0),
         ("hidden_size", 0),
         ("num_layers", 1.5),
         ("meta_lr", -1.0),
@@ -364,3 +364,79 @@ def test_meta_sgd_learned_optimizer_applies_alpha_on_a_multi_tensor_model(tmp_pa
     opt.step()
     for i, (p, (b, g)) in enumerate(zip(model.parameters(), before)):
         torch.testing.assert_close(p.detach(), b - 0.1 * (i + 1) * g, rtol=1e-15, atol=1e-15)
+
+
+def scalar_meta_sgd(model, **options):
+    cfg = MetaOptimizerConfig(method="meta_sgd", per_parameter_lr=False, **options)
+    return MetaOptimizer(model, cfg)
+
+
+def test_scalar_meta_sgd_step_is_theta_minus_one_alpha_times_gradient():
+    model = small_model()
+    mo = scalar_meta_sgd(model, inner_lr=0.05)
+    assert len(mo.rule.alpha) == 1 and mo.rule.alpha[0].numel() == 1
+    assert sum(a.numel() for a in mo.rule.alpha) == 1  # one α for all 4 tensors
+    assert mo.get_learned_lr() == {n: 0.05 for n, _ in model.named_parameters()}
+    with torch.no_grad():
+        mo.rule.alpha[0].fill_(0.3)
+    grads = [torch.randn_like(p) for p in model.parameters()]
+    updates, _ = mo.compute_update(grads)
+    for u, g in zip(updates, grads):
+        assert u.shape == g.shape
+        torch.testing.assert_close(u, -0.3 * g, rtol=0, atol=0)
+    from pinnopt.learned.meta import _LossOf
+
+    bound = _LossOf(model, lambda m: 0.5 * sum(p.square().sum() for p in m.parameters()))
+    theta = list(mo.rule.init)
+    new = mo.inner_step_meta_sgd(bound, mo.names, theta, create_graph=True)
+    for t, n in zip(theta, new):
+        torch.testing.assert_close(n, t - 0.3 * t, rtol=1e-15, atol=1e-15)
+    # the meta-gradient reaches the one shared α (a scalar) through every tensor
+    sum(n.sum() for n in new).backward()
+    want = -sum(float(t.detach().sum()) for t in theta)
+    assert mo.rule.alpha[0].grad.shape == ()
+    assert float(mo.rule.alpha[0].grad) == pytest.approx(want, rel=1e-12)
+
+
+def test_scalar_meta_sgd_trains_saves_loads_and_steps(tmp_path):
+    fam = SinusoidFamily(k_shot=5, k_query=10, width=8, depth=1)
+    train = EpisodeSampler(fam).take(3)
+    model = train[0].init_model()
+    mo = scalar_meta_sgd(model, meta_lr=1e-2, inner_steps=1, inner_lr=0.01)
+    results = [mo.meta_train_step(train, base_model=model) for _ in range(10)]
+    assert results[-1].meta_loss < results[0].meta_loss
+    alpha = float(mo.rule.alpha[0].detach())
+    assert alpha != 0.01 and mo.get_learned_lr() == {n: alpha for n in mo.names}
+    mo.save(tmp_path / "scalar.pt")
+    from pinnopt.learned import load_learned
+
+    blob = load_learned(tmp_path / "scalar.pt")
+    assert blob["config"]["per_parameter_lr"] is False
+    assert blob["rule"]["alpha.0"].shape == ()
+    # a fresh MetaOptimizer with the saved config and weights is the same rule
+    again = MetaOptimizer(model, MetaOptimizerConfig(**blob["config"]))
+    again.rule.load_state_dict(blob["rule"])
+    assert all(torch.equal(a, b) for a, b in zip(mo.rule.parameters(), again.rule.parameters()))
+    assert again.learned_init().keys() == mo.learned_init().keys()
+    # and LearnedOptimizer steps θ − α g with that one α on every tensor
+    opt = LearnedOptimizer(model.parameters(), tmp_path / "scalar.pt")
+    train[1].loss(model).backward()
+    before = [(p.detach().clone(), p.grad.clone()) for p in model.parameters()]
+    opt.step()
+    for p, (b, g) in zip(model.parameters(), before):
+        torch.testing.assert_close(p.detach(), b - alpha * g, rtol=1e-15, atol=1e-15)
+    with pytest.raises(ValueError, match="meta_sgd.*shapes"):
+        LearnedOptimizer(nn.Linear(4, 4).double().parameters(), tmp_path / "scalar.pt")
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"method": "meta_sgd", "per_parameter_lr": "no"}, r"Invalid per_parameter_lr: 'no'"),
+        ({"method": "lstm", "per_parameter_lr": False}, r"Invalid per_parameter_lr: False"),
+        ({"method": "l2o", "per_parameter_lr": False}, r"Invalid per_parameter_lr: False"),
+    ],
+)
+def test_per_parameter_lr_validation_names_the_field(options, match):
+    with pytest.raises(ValueError, match=match):
+        MetaOptimizerConfig(**options)

@@ -172,3 +172,114 @@ def test_build_family_by_name():
     family = build_family("poisson", dim=2, modes=2)
     assert isinstance(family, PoissonFamily) and family.dim == 2
     assert family.sample(0).info["amplitudes"].shape == (4,)
+
+
+def test_val_may_share_train_classes_only_when_asked_and_then_never_their_images():
+    splits = {"train": (0, 1, 2, 3, 4), "val": (0, 1, 2, 3, 4), "test": (5, 6, 7, 8, 9)}
+    with pytest.raises(ValueError, match="'val' shares"):
+        DigitsFamily(n_way=5, class_splits=splits)
+    with pytest.raises(ValueError, match="'test' shares"):
+        bad = {"train": (0, 1, 2), "val": (0, 1, 2), "test": (2, 3, 4)}
+        DigitsFamily(n_way=3, val_shares_train=True, class_splits=bad)
+    with pytest.raises(ValueError, match="Invalid val_shares_train"):
+        DigitsFamily(val_shares_train=1)
+    family = DigitsFamily(n_way=5, k_shot=1, k_query=15, class_splits=splits,
+                          val_shares_train=True)  # fmt: skip
+    _, labels = load_digits()
+    used = {}
+    for split in SPLITS:
+        rows = set()
+        for task in EpisodeSampler(family, split).take(30):
+            assert set(task.info["classes"]) == set(splits[split])
+            s, q = task.info["support_index"], task.info["query_index"]
+            assert len(s) == 5 and len(q) == 75 and not set(s.tolist()) & set(q.tolist())
+            rows |= set(s.tolist()) | set(q.tolist())
+        used[split] = rows
+    assert not used["train"] & used["val"]  # shared classes, disjoint images
+    assert not (used["train"] | used["val"]) & used["test"]
+    # train and val take alternate images of each shared class, in dataset order
+    for c in splits["train"]:
+        rows = torch.nonzero(labels == c).flatten().tolist()
+        assert {r for r in used["train"] if labels[r] == c} <= set(rows[0::2])
+        assert {r for r in used["val"] if labels[r] == c} <= set(rows[1::2])
+    # without the option nothing changes: the default family draws the same tasks
+    a = EpisodeSampler(DigitsFamily()).task(3).info["support_index"]
+    b = EpisodeSampler(DigitsFamily(val_shares_train=True)).task(3).info["support_index"]
+    assert torch.equal(a, b)  # no shared classes by default, so no image split
+
+
+ROTATED = {"train": (0, 1, 2, 3, 4), "val": (0, 1, 2, 3, 4), "test": (5, 6, 7, 8, 9)}
+
+
+def test_digit_transforms_are_the_eight_symmetries_of_the_square():
+    images, _ = load_digits()
+    x = images[:3]
+    square = x.reshape(3, 8, 8)
+    views = [DigitsFamily.transform(x, t).reshape(3, 8, 8) for t in range(8)]
+    assert torch.equal(views[0], square)
+    assert torch.equal(views[1][:, 0, :], square[:, :, 7])  # 90° ccw: top row ← right column
+    assert torch.equal(views[2], square.flip(1).flip(2))
+    assert torch.equal(views[4], square.flip(2))  # left-right mirror
+    for t in range(8):
+        assert torch.equal(views[t], torch.rot90(views[4 * (t >= 4)], t % 4, dims=(1, 2)))
+    assert len({v.numpy().tobytes() for v in views}) == 8  # eight distinct images
+
+
+def test_rotated_train_classes_are_real_rotations_with_distinct_labels_and_test_untouched():
+    family = DigitsFamily(n_way=5, k_shot=2, k_query=3, class_splits=ROTATED,
+                          val_shares_train=True, train_transforms=(0, 1, 2),
+                          val_transforms=(3,))  # fmt: skip
+    images, labels = load_digits()
+    seen = {s: set() for s in SPLITS}
+    rows = {s: set() for s in SPLITS}
+    for split in SPLITS:
+        for task in EpisodeSampler(family, split).take(40):
+            pairs = list(zip(task.info["classes"], task.info["transforms"]))
+            assert len(set(pairs)) == 5  # five distinct (digit, transform) classes
+            seen[split] |= set(pairs)
+            s, q = task.info["support_index"], task.info["query_index"]
+            assert not set(s.tolist()) & set(q.tolist())
+            assert len(set(s.tolist()) | set(q.tolist())) == 5 * 5  # no image used twice
+            rows[split] |= set(s.tolist()) | set(q.tolist())
+            for index, (x, y), k in ((s, task.info["support"], 2), (q, task.info["query"], 3)):
+                assert torch.equal(y, torch.arange(5).repeat_interleave(k))
+                for i, (c, t) in enumerate(pairs):
+                    block = slice(i * k, (i + 1) * k)
+                    assert set(labels[index[block]].tolist()) == {c}
+                    want = torch.rot90(images[index[block]].reshape(-1, 8, 8), t, dims=(1, 2))
+                    assert torch.equal(x[block], want.reshape(-1, 64))
+    digits = set(ROTATED["train"])
+    assert seen["train"] == {(c, t) for c in digits for t in (0, 1, 2)}
+    assert seen["val"] == {(c, 3) for c in digits}  # new classes: a rotation never trained on
+    assert seen["test"] == {(c, 0) for c in ROTATED["test"]}  # test is never transformed
+    assert not rows["train"] & rows["val"] and not (rows["train"] | rows["val"]) & rows["test"]
+    # test episodes are exactly those of the family without transforms
+    plain = DigitsFamily(n_way=5, k_shot=2, k_query=3, class_splits=ROTATED,
+                         val_shares_train=True)  # fmt: skip
+    for a, b in zip(EpisodeSampler(family, "test").take(5), EpisodeSampler(plain, "test").take(5)):
+        assert torch.equal(a.info["query"][0], b.info["query"][0])
+        assert a.info["classes"] == b.info["classes"]
+
+
+def test_digit_transform_options_are_checked_and_default_to_the_identity():
+    with pytest.raises(ValueError, match="Invalid train_transforms"):
+        DigitsFamily(train_transforms=(0, 8))
+    with pytest.raises(ValueError, match="Invalid val_transforms"):
+        DigitsFamily(val_transforms=())
+    with pytest.raises(ValueError, match="Invalid train_transforms"):
+        DigitsFamily(train_transforms=(1, 1))
+    assert DigitsFamily(train_transforms=[0, 1]).train_transforms == (0, 1)  # from a config
+    # four train digits × two transforms make eight classes: 8-way fits, val's 3 do not
+    with pytest.raises(ValueError, match=r"n_way: 4 \(class_splits\['val'\] has 3\)"):
+        DigitsFamily(n_way=4, train_transforms=(0, 1))
+    family = DigitsFamily(n_way=3, val_transforms=(0, 4))
+    assert len(family._pool("val")) == 6 and len(family._pool("train")) == 4
+    with pytest.raises(ValueError, match=r"\['val'\] × val_transforms has 6"):
+        DigitsFamily(n_way=7, class_splits={"train": (0, 1, 2, 3, 4, 5, 6), "val": (7, 8, 9),
+                                            "test": ()}, val_transforms=(0, 4))  # fmt: skip
+    one = {"train": (0,), "val": (1, 2, 3, 4, 5), "test": (6, 7, 8, 9)}  # digit 0: 178 images
+    with pytest.raises(ValueError, match=r"k_query: 60 \(digit 0 has 178 images, 240 needed"):
+        DigitsFamily(n_way=4, k_shot=10, k_query=50, class_splits=one,
+                     train_transforms=(0, 1, 2, 3)).sample(0)  # fmt: skip
+    task = DigitsFamily().sample(5)
+    assert task.info["transforms"] == (0, 0, 0)

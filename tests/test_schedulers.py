@@ -21,6 +21,7 @@ def _lrs(name, steps=100, loss=1.0, **options):
 def test_names():
     assert set(SCHEDULERS) == {
         "none", "exponential", "cosine", "plateau", "multistep", "warmup_cosine", "cyclical",
+        "learned",
     }  # fmt: skip
 
 

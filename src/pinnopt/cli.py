@@ -28,6 +28,7 @@ app = typer.Typer(
 )
 
 EXIT_BAD_INPUT = 2
+EXIT_EXPLODED = 3  # meta-train stopped on exploding meta-gradients (its files are written)
 
 
 @app.command()
@@ -273,7 +274,7 @@ def meta_train(
     family: Annotated[
         str, typer.Option(help="Task family: quadratic, sinusoid, digits or poisson.")
     ],
-    method: Annotated[str, typer.Option(help="lstm, meta_sgd or l2o.")],
+    method: Annotated[str, typer.Option(help="lstm, meta_sgd, warp_grad, l2o or schedule.")],
     out: Annotated[Path, typer.Option(help="Output directory (optimizer.pt, ...).")],
     meta_steps: Annotated[int, typer.Option("--meta-steps", help="Meta-steps.")] = 100,
     inner_steps: Annotated[int, typer.Option("--inner-steps", help="Steps of one inner run.")] = 20,
@@ -281,12 +282,31 @@ def meta_train(
         int, typer.Option("--unroll-steps", help="Truncation length of the unrolled BPTT.")
     ] = 20,
     meta_lr: Annotated[float, typer.Option("--meta-lr", help="Adam's lr on the rule.")] = 1e-3,
+    inner_lr: Annotated[
+        float,
+        typer.Option(
+            "--inner-lr", help="Base lr (l2o, schedule), α (warp_grad), initial α (meta_sgd)."
+        ),
+    ] = 1e-2,
+    meta_objective: Annotated[
+        str, typer.Option("--meta-objective", help="loss or log_loss (lstm, l2o, schedule).")
+    ] = "loss",
+    first_order: Annotated[
+        bool, typer.Option("--first-order", help="Drop ∂g/∂φ from the meta-gradient.")
+    ] = False,
     episodes: Annotated[int, typer.Option("--episodes", help="Train episodes per meta-step.")] = 4,
     val_every: Annotated[
         int, typer.Option("--val-every", help="Meta-steps between validations.")
     ] = 10,
     val_episodes: Annotated[
         int, typer.Option("--val-episodes", help="Validation episodes (val split).")
+    ] = 4,
+    patience: Annotated[
+        int | None,
+        typer.Option(help="Stop after this many validations without a new best (default: off)."),
+    ] = None,
+    test_episodes: Annotated[
+        int, typer.Option("--test-episodes", help="Test-split episodes of the final report.")
     ] = 4,
     seed: Annotated[
         int, typer.Option(help="Seed of the rule's weights and of the train episodes.")
@@ -300,9 +320,11 @@ def meta_train(
     from pinnopt.learned.train import meta_train as run_meta_train
 
     flags = {"method": "--method", "meta_steps": "--meta-steps", "inner_steps": "--inner-steps",
-             "unroll_steps": "--unroll-steps", "meta_lr": "--meta-lr",
+             "unroll_steps": "--unroll-steps", "meta_lr": "--meta-lr", "inner_lr": "--inner-lr",
+             "meta_objective": "--meta-objective",
              "episodes_per_step": "--episodes", "val_every": "--val-every",
-             "val_episodes": "--val-episodes", "seed": "--seed"}  # fmt: skip
+             "val_episodes": "--val-episodes", "seed": "--seed", "patience": "--patience",
+             "test_episodes": "--test-episodes"}  # fmt: skip
     try:
         fam = build_family(family)
     except ValueError as e:
@@ -310,22 +332,33 @@ def meta_train(
     try:
         config = MetaOptimizerConfig(method=method, inner_steps=inner_steps,
                                      unroll_steps=unroll_steps, meta_lr=meta_lr,
-                                     seed=seed)  # fmt: skip
-        check_arguments(meta_steps, episodes, val_every, val_episodes, seed)
+                                     inner_lr=inner_lr, meta_objective=meta_objective,
+                                     second_order=not first_order, seed=seed)  # fmt: skip
+        check_arguments(meta_steps, episodes, val_every, val_episodes, seed, patience=patience,
+                        test_episodes=test_episodes)  # fmt: skip
     except ValueError as e:
         raise _flag_error(e, flags) from None
     m = run_meta_train(fam, config, out, meta_steps=meta_steps, episodes_per_step=episodes,
                        val_every=val_every, val_episodes=val_episodes, seed=seed,
-                       progress=not quiet)  # fmt: skip
-    Console().print(
+                       progress=not quiet, patience=patience,
+                       test_episodes=test_episodes)  # fmt: skip
+    lines = [
         f"{m['method']} on {m['family']}: best val loss {m['best_val_loss']:.3e} at meta-step "
         f"{m['best_meta_step']} (untrained {m['initial_val_loss']:.3e}) after "
-        f"{m['meta_steps_done']} meta-steps in {m['wall_time_s']:.1f} s ({m['status']})\n"
-        f"optimizer: {m['optimizer']}  (use: pinnopt solve … --optimizer l2o:{m['optimizer']})\n"
-        f"run directory: {out}  (optimizer.pt, metrics.json, history.csv, meta_loss.png)",
-        highlight=False,
-        soft_wrap=True,
-    )
+        f"{m['meta_steps_done']} meta-steps in {m['wall_time_s']:.1f} s ({m['status']})"
+    ]
+    if test_episodes:
+        lines.append(f"test loss {m['test_loss']:.3e} on {test_episodes} test episodes "
+                     f"(untrained {m['untrained_test_loss']:.3e})")  # fmt: skip
+    path = m["optimizer"]
+    use = f"pinnopt solve … --optimizer l2o:{path}"
+    if method == "schedule":
+        use = f'scheduler = "learned", scheduler_options = {{ path = "{path}" }}'
+    lines.append(f"optimizer: {path}  (use: {use})")
+    lines.append(f"run directory: {out}  (optimizer.pt, metrics.json, history.csv, meta_loss.png)")
+    Console().print("\n".join(lines), highlight=False, soft_wrap=True)
+    if m["status"] == "exploded":  # the files are written, but the run did not finish
+        raise typer.Exit(code=EXIT_EXPLODED)
 
 
 def bench_command(problems, optimizers, seeds, out, config, flags, quiet) -> str:
@@ -373,7 +406,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app; bad input is one line on stderr and exit code 2."""
     argv = spread_values(sys.argv[1:] if argv is None else list(argv))
     try:
-        app(args=argv or ["--help"], standalone_mode=False)
+        # without standalone mode, click returns a command's typer.Exit code
+        code = app(args=argv or ["--help"], standalone_mode=False)
     except (ConfigError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -385,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Abort:
         print("aborted", file=sys.stderr)
         return 1
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":

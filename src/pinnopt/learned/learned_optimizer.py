@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import pickle
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -11,9 +12,12 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from pinnopt.learned.meta import MetaOptimizerConfig, build_rule
-from pinnopt.learned.methods import MetaSGDRule, OptimizerState
+from pinnopt.learned.methods import LSTMRule, MetaSGDRule, OptimizerState, WarpGradRule
 
 FORMAT = "pinnopt.learned_optimizer/1"
+# coordinates per call of the lstm rule when chunk_size is None: its temporaries then fit
+# in cache (one thread, hidden 20: 2**12-2**14 took about half the time of 2**18-2**20)
+LSTM_CHUNK = 2**14
 
 
 def load_learned(path: str | Path) -> dict:
@@ -30,6 +34,19 @@ def load_learned(path: str | Path) -> dict:
     return blob
 
 
+def load_schedule(path: str | Path) -> Callable[[float], float]:
+    """The learning-rate multiplier exp(s(fraction)) of a ``schedule`` rule saved by
+    :meth:`MetaOptimizer.save`, as a function of the fraction of the run in [0, 1]."""
+    blob = load_learned(path)
+    config = MetaOptimizerConfig(**blob["config"])
+    if config.method != "schedule":
+        raise ValueError(f"Invalid path: {str(path)!r} holds a {config.method!r} rule, not a "
+                         "learned schedule (meta-train one with --method schedule)")  # fmt: skip
+    rule = build_rule(config, [])
+    rule.load_state_dict(blob["rule"])
+    return lambda fraction: float(rule.multiplier(fraction).detach())
+
+
 class LearnedOptimizer(Optimizer):
     """θ_i ← θ_i + scale · u_i, with u = U_φ(g, state) the meta-trained rule saved by
     :meth:`pinnopt.learned.meta.MetaOptimizer.save`, applied under ``torch.no_grad``
@@ -39,15 +56,37 @@ class LearnedOptimizer(Optimizer):
     The rule's inner state is kept per parameter in ``self.state[p]`` (``hidden``,
     ``cell``, and for ``l2o`` ``m``, ``v``; ``step``), so ``state_dict()`` round-trips.
     Each param group is one call of the rule (per-tensor statistics of ``l2o`` are per
-    tensor anyway). ``meta_sgd``'s learned per-parameter α fits only a model of the same
-    parameter shapes, in order; otherwise the constructor raises ``ValueError``. Its
-    learned initialisation is not applied (an optimizer does not set the weights);
-    take it from ``MetaOptimizer.learned_init()``.
+    tensor anyway; ``lstm``: one call per ``chunk_size`` coordinates). ``meta_sgd``'s
+    learned α (per coordinate, or one scalar with ``per_parameter_lr=False``) fits only a
+    model of the same parameter shapes, in order; otherwise the constructor raises
+    ``ValueError``. Its learned initialisation is not applied (an optimizer does not set
+    the weights); take it from ``MetaOptimizer.learned_init()``.
+
+    ``chunk_size``: the coordinatewise ``lstm`` rule is applied to at most this many
+    coordinates per call (None: ``LSTM_CHUNK`` = 2**14), so that its temporaries (the
+    gates: 4·hidden_size floats per coordinate and layer) stay bounded on a large
+    model; the coordinates are independent, so the result does not depend on it
+    beyond rounding. A tensor that is not contiguous is never split. The new
+    ``hidden`` and ``cell`` of a tensor replace the old ones as soon as its last chunk
+    is done, so a step needs the rule's state plus that of one tensor, not twice the
+    state. ``l2o`` (per-tensor statistics) and ``meta_sgd`` (α by position) always
+    see whole tensors; for them ``chunk_size`` has no effect.
+
+    The ``hidden`` and ``cell`` states are kept in the rule's dtype (``config.dtype``),
+    also through ``load_state_dict`` (which would cast them to the parameter's dtype);
+    ``l2o``'s ``m`` and ``v`` are in the parameter's dtype.
     """
 
-    def __init__(self, params, path: str | Path, scale: float = 1.0) -> None:
+    def __init__(
+        self, params, path: str | Path, scale: float = 1.0, chunk_size: int | None = None
+    ) -> None:
         if not (isinstance(scale, float | int) and math.isfinite(scale) and scale > 0):
             raise ValueError(f"Invalid scale: {scale!r} (need a finite number > 0)")
+        if chunk_size is not None and not (
+            isinstance(chunk_size, int) and not isinstance(chunk_size, bool) and chunk_size >= 1
+        ):
+            raise ValueError(f"Invalid chunk_size: {chunk_size!r} (need an integer >= 1 or None)")
+        self.chunk_size = chunk_size
         blob = load_learned(path)
         self.config = MetaOptimizerConfig(**blob["config"])
         shapes = [torch.Size(s) for s in blob["shapes"]]
@@ -59,17 +98,18 @@ class LearnedOptimizer(Optimizer):
         first = next((p for g in self.param_groups for p in g["params"]), None)
         if first is not None:
             self.rule.to(first.device)
-        if isinstance(self.rule, MetaSGDRule):
+        if isinstance(self.rule, MetaSGDRule | WarpGradRule):
             mine = [p.shape for g in self.param_groups for p in g["params"]]
             self.rule.check_shapes(mine)
             if len(self.param_groups) != 1:
-                raise ValueError("Invalid params for meta_sgd: give one param group")
+                raise ValueError(f"Invalid params for {self.config.method}: give one param group")
 
     def _gather(self, params: list[Tensor]) -> OptimizerState:
         """The rule's state for ``params``; a parameter without state yet starts fresh."""
-        if isinstance(self.rule, MetaSGDRule):  # no inner state but the step count
+        if isinstance(self.rule, MetaSGDRule | WarpGradRule):  # no state but the step count
             step = max((int(self.state[p]["step"]) for p in params if self.state[p]), default=0)
-            return OptimizerState(step_count=step, per_param_lr=list(self.rule.alpha))
+            lr = self.rule.learning_rates() if isinstance(self.rule, MetaSGDRule) else None
+            return OptimizerState(step_count=step, per_param_lr=lr)
         hidden, cell, moments, steps = [], [], [], []
         for p in params:
             s = self.state[p]
@@ -94,6 +134,72 @@ class LearnedOptimizer(Optimizer):
             per_param_lr=list(getattr(self.rule, "alpha", [])) or None,
         )
 
+    def load_state_dict(self, state_dict: dict) -> None:
+        """torch's ``load_state_dict``, then ``hidden``/``cell`` back in the rule's dtype
+        from ``state_dict`` itself (torch casts all floating state to the parameter's
+        dtype, which would lose bits and mismatch a float64 rule on float32 parameters)."""
+        super().load_state_dict(state_dict)
+        dtype = self.rule_dtype
+        saved = [i for g in state_dict["param_groups"] for i in g["params"]]
+        mine = [p for g in self.param_groups for p in g["params"]]
+        for i, p in zip(saved, mine):
+            for key in ("hidden", "cell"):
+                value = state_dict["state"].get(i, {}).get(key)
+                if isinstance(value, Tensor):
+                    self.state[p][key] = value.to(dtype=dtype, device=p.device)
+
+    @property
+    def rule_dtype(self) -> torch.dtype:
+        return next(self.rule.parameters()).dtype
+
+    def _piece_state(self, p: Tensor, a: int, b: int) -> tuple[Tensor, Tensor]:
+        """The lstm rule's (hidden, cell) of coordinates a:b of ``p`` (zeros when new)."""
+        s = self.state[p]
+        if "hidden" not in s:
+            lstm = self.rule.lstm
+            shape = (lstm.num_layers, b - a, lstm.hidden_size)
+            h = torch.zeros(shape, dtype=self.rule_dtype, device=p.device)
+            return h, torch.zeros_like(h)
+        if (a, b) == (0, p.numel()):
+            return s["hidden"], s["cell"]
+        return s["hidden"][:, a:b], s["cell"][:, a:b]
+
+    def _step_lstm(self, params: list[Tensor], grads: list[Tensor], scale: float) -> None:
+        """One step of the coordinatewise lstm rule, ``chunk_size`` coordinates per call."""
+        count = max((int(self.state[p]["step"]) for p in params if "step" in self.state[p]),
+                    default=0)  # fmt: skip
+        sizes = [p.numel() for p in params]
+        chunk = self.chunk_size or LSTM_CHUNK
+        pending: dict[int, tuple[Tensor, Tensor]] = {}  # split tensors' new state so far
+        for pieces in chunk_plan(sizes, chunk, [p.is_contiguous() for p in params]):
+            gs, hs, cs = [], [], []
+            for i, a, b in pieces:
+                whole = (a, b) == (0, sizes[i])
+                gs.append(grads[i] if whole else grads[i].reshape(-1)[a:b])
+                h, c = self._piece_state(params[i], a, b)
+                hs.append(h)
+                cs.append(c)
+            updates, new = self.rule(gs, OptimizerState(hidden=hs, cell=cs, step_count=count))
+            del hs, cs
+            for (i, a, b), u, h1, c1 in zip(pieces, updates, new.hidden, new.cell):
+                p = params[i]
+                if (a, b) == (0, sizes[i]):
+                    p.add_(u, alpha=scale)
+                    h_new, c_new = h1.clone(), c1.clone()
+                else:
+                    p.view(-1)[a:b].add_(u, alpha=scale)
+                    if i not in pending:
+                        shape = (h1.shape[0], sizes[i], h1.shape[2])
+                        pending[i] = (h1.new_empty(shape), c1.new_empty(shape))
+                    pending[i][0][:, a:b] = h1
+                    pending[i][1][:, a:b] = c1
+                    if b < sizes[i]:
+                        continue
+                    h_new, c_new = pending.pop(i)
+                s = self.state[p]
+                s["step"] = torch.tensor(float(count + 1))
+                s["hidden"], s["cell"] = h_new, c_new
+
     @torch.no_grad()
     def step(self, closure=None):
         loss = None
@@ -101,13 +207,16 @@ class LearnedOptimizer(Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            if isinstance(self.rule, MetaSGDRule):
+            if isinstance(self.rule, MetaSGDRule | WarpGradRule):
                 params = list(group["params"])  # α is matched by position
                 grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in params]
             else:
                 params = [p for p in group["params"] if p.grad is not None]
                 grads = [p.grad for p in params]
             if not params:
+                continue
+            if isinstance(self.rule, LSTMRule):
+                self._step_lstm(params, grads, group["scale"])
                 continue
             state = self._gather(params)
             updates, new = self.rule(grads, state)
@@ -120,3 +229,33 @@ class LearnedOptimizer(Optimizer):
                 if new.moments:
                     s["m"], s["v"] = new.moments[i][0], new.moments[i][1]
         return loss
+
+
+def chunk_plan(
+    sizes: list[int], chunk: int, splittable: list[bool] | None = None
+) -> list[list[tuple[int, int, int]]]:
+    """The flattened coordinates of tensors of ``sizes``, in order, cut into calls of at
+    most ``chunk`` coordinates: each call a list of pieces (tensor index, start, end).
+    A tensor that is not ``splittable`` is one piece (a call of its own if it does not
+    fit); an empty tensor is a piece (i, 0, 0). All tensors fit: one call, whole tensors.
+    """
+    splittable = [True] * len(sizes) if splittable is None else splittable
+    calls: list[list[tuple[int, int, int]]] = []
+    current: list[tuple[int, int, int]] = []
+    room = chunk
+    for i, n in enumerate(sizes):
+        if n == 0:
+            current.append((i, 0, 0))
+        a = 0
+        while a < n:
+            take = min(n - a, room) if splittable[i] else n
+            if current and (take == 0 or take > room):
+                calls.append(current)
+                current, room = [], chunk
+                continue
+            current.append((i, a, a + take))
+            a += take
+            room = max(room - take, 0)
+    if current:
+        calls.append(current)
+    return calls

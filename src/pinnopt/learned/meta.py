@@ -1,10 +1,10 @@
 """Meta-training learned optimizers by unrolled differentiation through inner runs.
 
 :class:`MetaOptimizer` owns a learned update rule (:mod:`pinnopt.learned.methods`:
-``lstm``, ``meta_sgd``, ``l2o``) and trains its parameters φ on episodes drawn from a
-task family (:mod:`pinnopt.learned.tasks`).
+``lstm``, ``meta_sgd``, ``warp_grad``, ``l2o``, ``schedule``) and trains its parameters φ
+on episodes drawn from a task family (:mod:`pinnopt.learned.tasks`).
 
-``lstm`` and ``l2o`` (Andrychowicz et al., NeurIPS 2016): an inner run starts from the
+``lstm``, ``l2o`` and ``schedule`` (Andrychowicz et al., NeurIPS 2016): an inner run starts from the
 task's initial weights and takes ``inner_steps`` steps θ_{t+1} = θ_t + u_t(φ). It is cut
 into truncations of ``unroll_steps`` steps (truncated backpropagation through time);
 for each truncation the meta-loss is the mean inner loss
@@ -13,13 +13,25 @@ for each truncation the meta-loss is the mean inner loss
 
 over its T steps and over the episodes; ∇_φ L is taken through the unrolled steps,
 its norm clipped to ``gradient_clipping``, and Adam (``meta_lr``) takes one step on φ;
-then θ and the optimizer state are detached and the run continues. By default the
-gradients g_t are treated as inputs (∂g_t/∂φ dropped, as in the paper);
-``second_order=True`` keeps that term.
+then θ and the optimizer state are detached and the run continues. The gradients
+g_t = ∇f(θ_t) depend on φ through θ_t, and by default that term is kept (exact
+meta-gradients of the truncation). ``second_order=False`` drops it, treating g_t as
+inputs as the paper does: cheaper, but on our quadratics and PINNs that first-order
+meta-gradient keeps raising the step size and meta-training makes the rule worse
+(docs/learned.md).
 
 ``meta_sgd`` (Li et al., 2017): one meta-step per call, the query loss after
 ``inner_steps`` steps θ ← θ − α ∘ ∇L_support(θ) from the learned θ_0, differentiated
 to second order by default (as MAML and Meta-SGD do).
+
+``warp_grad`` (Flennerhag et al., ICLR 2020): trajectory-free. Each episode's inner
+run of ``inner_steps`` preconditioned steps is taken with the current warps and no
+graph; its points θ_k are then held fixed, and the meta-loss is the query loss one
+step on from each,
+
+    L(ω) = mean over episodes and k of L_query(θ_k − α P(ω) ∇L_support(θ_k)),
+
+differentiated through that single step only (one meta-update per call).
 
 Guard: a meta-gradient that is not finite or whose norm exceeds ``max_grad_norm`` is
 dropped (φ unchanged) and the step reported as exploded.
@@ -40,26 +52,41 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from pinnopt.learned.methods import L2ORule, LSTMRule, MetaSGDRule, OptimizerState
+from pinnopt.learned.methods import (
+    L2ORule,
+    LSTMRule,
+    MetaSGDRule,
+    OptimizerState,
+    ScheduleRule,
+    WarpGradRule,
+)
 from pinnopt.learned.tasks import Task
 
-METHODS = ("lstm", "meta_sgd", "l2o")
-PLANNED_METHODS = ("warp_grad",)
+METHODS = ("lstm", "meta_sgd", "warp_grad", "l2o", "schedule")
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
+META_OBJECTIVES = ("loss", "log_loss")
 
 
 @dataclass(frozen=True)
 class MetaOptimizerConfig:
     """Settings of a :class:`MetaOptimizer`; ``ValueError`` names a bad field.
 
-    ``method``: ``lstm`` | ``meta_sgd`` | ``l2o`` (``warp_grad`` is planned, not built).
+    ``method``: ``lstm`` | ``meta_sgd`` | ``warp_grad`` | ``l2o`` | ``schedule``.
     ``hidden_size``/``num_layers``: the LSTM's. ``preconditioning``: ``lstm``'s gradient
     preprocessing (log-magnitude and sign, p = ``preprocess_p``). ``coordinatewise``: the
     LSTM is shared across coordinates (the only form built). ``meta_lr``: Adam on φ.
     ``unroll_steps``: truncation length T. ``gradient_clipping``: max meta-gradient norm.
-    ``inner_steps``: steps of one inner run. ``inner_lr``: ``meta_sgd``'s initial α and
-    ``l2o``'s base lr. ``output_scale``: ``lstm``'s update scale. ``max_grad_norm``: the
-    explosion guard. ``second_order``: keep ∂g/∂φ (None: True for ``meta_sgd`` only).
+    ``inner_steps``: steps of one inner run (``schedule``: the horizon its fractions refer
+    to). ``inner_lr``: ``meta_sgd``'s initial α, ``warp_grad``'s α, the base lr of ``l2o``
+    and ``schedule``. ``schedule_knots``: the number of learned values of the schedule.
+    ``per_parameter_lr``: ``meta_sgd`` learns one α per coordinate
+    (True, Meta-SGD) or one scalar α shared by all coordinates (False: MAML with a
+    learned inner lr, the paper's baseline). ``output_scale``: ``lstm``'s update scale.
+    ``max_grad_norm``: the explosion guard. ``second_order``: keep ∂g/∂φ (default; False
+    drops it, as Andrychowicz et al. do, and MAML's first-order approximation).
+    ``meta_objective``: ``loss`` averages f(θ_t) over a truncation, ``log_loss`` averages
+    log f(θ_t) (``lstm``/``l2o``; losses that fall by orders of magnitude, as a PINN's do,
+    then weigh every order alike) and validation takes the geometric mean.
     ``seed``: the rule's initial weights. ``dtype``: ``float64`` | ``float32``.
     """
 
@@ -73,21 +100,20 @@ class MetaOptimizerConfig:
     gradient_clipping: float = 1.0
     inner_steps: int = 20
     inner_lr: float = 1e-2
+    per_parameter_lr: bool = True
     output_scale: float = 0.1
     preprocess_p: float = 10.0
     max_grad_norm: float = 1e6
-    second_order: bool | None = None
+    second_order: bool = True
+    meta_objective: str = "loss"
+    schedule_knots: int = 8
     seed: int = 0
     dtype: str = "float64"
 
     def __post_init__(self) -> None:
-        if self.method in PLANNED_METHODS:
-            raise ValueError(
-                f"Invalid method: {self.method!r} is not built yet; allowed: {', '.join(METHODS)}"
-            )
         if self.method not in METHODS:
             raise ValueError(f"Invalid method: {self.method!r}; allowed: {', '.join(METHODS)}")
-        for name in ("hidden_size", "num_layers", "unroll_steps", "inner_steps"):
+        for name in ("hidden_size", "num_layers", "unroll_steps", "inner_steps", "schedule_knots"):
             value = getattr(self, name)
             if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
                 raise ValueError(f"Invalid {name}: {value!r} (need an integer >= 1)")
@@ -99,21 +125,25 @@ class MetaOptimizerConfig:
             raise ValueError(f"Invalid inner_lr: {self.inner_lr!r} (need a finite number)")
         if not (isinstance(self.max_grad_norm, float | int) and self.max_grad_norm > 0):
             raise ValueError(f"Invalid max_grad_norm: {self.max_grad_norm!r} (need > 0)")
-        for name in ("preconditioning", "coordinatewise"):
+        for name in ("preconditioning", "coordinatewise", "per_parameter_lr"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"Invalid {name}: {getattr(self, name)!r} (need a bool)")
+        if not self.per_parameter_lr and self.method != "meta_sgd":
+            raise ValueError(
+                f"Invalid per_parameter_lr: False (only meta_sgd learns a learning rate; "
+                f"method is {self.method!r})"
+            )
         if not self.coordinatewise:
             raise ValueError("Invalid coordinatewise: False (only coordinatewise rules are built)")
-        if self.second_order not in (None, True, False):
-            raise ValueError(f"Invalid second_order: {self.second_order!r} (need a bool or None)")
+        if not isinstance(self.second_order, bool):
+            raise ValueError(f"Invalid second_order: {self.second_order!r} (need a bool)")
         if not (isinstance(self.seed, int) and self.seed >= 0):
             raise ValueError(f"Invalid seed: {self.seed!r} (need an integer >= 0)")
+        if self.meta_objective not in META_OBJECTIVES:
+            raise ValueError(f"Invalid meta_objective: {self.meta_objective!r}; allowed: "
+                             f"{', '.join(META_OBJECTIVES)}")  # fmt: skip
         if self.dtype not in DTYPES:
             raise ValueError(f"Invalid dtype: {self.dtype!r}; allowed: {', '.join(DTYPES)}")
-
-    @property
-    def uses_second_order(self) -> bool:
-        return self.method == "meta_sgd" if self.second_order is None else self.second_order
 
 
 def build_rule(config: MetaOptimizerConfig, init: Sequence[Tensor]) -> nn.Module:
@@ -130,8 +160,13 @@ def build_rule(config: MetaOptimizerConfig, init: Sequence[Tensor]) -> nn.Module
                                        config.preprocess_p)  # fmt: skip
         elif config.method == "l2o":
             rule = L2ORule(config.hidden_size, config.num_layers, config.inner_lr)
+        elif config.method == "schedule":
+            rule = ScheduleRule(config.schedule_knots, config.inner_lr, config.inner_steps)
+        elif config.method == "warp_grad":
+            rule = WarpGradRule([t.to(dtype) for t in init], config.inner_lr)
         else:
-            rule = MetaSGDRule([t.to(dtype) for t in init], config.inner_lr)
+            rule = MetaSGDRule([t.to(dtype) for t in init], config.inner_lr,
+                               per_parameter=config.per_parameter_lr)  # fmt: skip
     return rule.to(dtype)
 
 
@@ -212,7 +247,8 @@ def _evaluate(bound: _LossOf, names: Sequence[str], params: Sequence[Tensor]) ->
 
 
 class MetaOptimizer:
-    """A learned optimizer and its meta-training (``lstm``, ``meta_sgd``, ``l2o``).
+    """A learned optimizer and its meta-training (``lstm``, ``meta_sgd``, ``warp_grad``,
+    ``l2o``, ``schedule``).
 
     ``compute_update(gradients, state)`` applies the learned rule u = U_φ(g, state) to
     gradients listed in the order of ``base_model.parameters()`` (θ ← θ + u);
@@ -223,7 +259,9 @@ class MetaOptimizer:
 
     Papers: Andrychowicz et al., "Learning to learn by gradient descent by gradient
     descent", NeurIPS 2016 (``lstm``, the unrolled meta-loss); Li et al., "Meta-SGD",
-    2017 (``meta_sgd``); ``l2o`` is described in :class:`~pinnopt.learned.methods.L2ORule`.
+    2017 (``meta_sgd``); Flennerhag et al., "Meta-learning with warped gradient descent",
+    ICLR 2020 (``warp_grad``); ``l2o`` and ``schedule`` are described in
+    :class:`~pinnopt.learned.methods.L2ORule` and :class:`~pinnopt.learned.methods.ScheduleRule`.
     """
 
     def __init__(self, base_model: nn.Module, config: MetaOptimizerConfig | None = None) -> None:
@@ -257,7 +295,7 @@ class MetaOptimizer:
         own = state is None
         if own:
             state = self.state
-        if len(gradients) != len(state.hidden) and self.config.method != "meta_sgd":
+        if state.hidden and len(gradients) != len(state.hidden):
             raise ValueError(
                 f"Invalid gradients: {len(gradients)} tensors for a state of {len(state.hidden)}"
             )
@@ -271,11 +309,13 @@ class MetaOptimizer:
         return updates, new
 
     def get_learned_lr(self) -> dict[str, float]:
-        """Meta-SGD: the mean learned learning rate α of each parameter tensor, by name."""
+        """Meta-SGD: the mean learned learning rate α of each parameter tensor, by name
+        (with ``per_parameter_lr=False``, the one shared α for every name)."""
         if self.config.method != "meta_sgd":
             raise ValueError(f"Invalid method for get_learned_lr: {self.config.method!r} "
                              "(only meta_sgd learns per-parameter learning rates)")  # fmt: skip
-        return {n: float(a.detach().mean()) for n, a in zip(self.names, self.rule.alpha)}
+        lrs = self.rule.learning_rates()
+        return {n: float(a.detach().mean()) for n, a in zip(self.names, lrs)}
 
     def learned_init(self) -> dict[str, Tensor]:
         """Meta-SGD: the learned initial parameters θ_0, by name."""
@@ -306,15 +346,18 @@ class MetaOptimizer:
         eps = [e if isinstance(e, Episode) else Episode(e) for e in episodes]
         if not eps:
             raise ValueError("Invalid episodes: need at least one")
-        if base_model is not None and self.config.method == "meta_sgd":
+        if base_model is not None and self.config.method in ("meta_sgd", "warp_grad"):
             self.rule.check_shapes([p.shape for p in base_model.parameters()])
         self.meta_optimizer.zero_grad(set_to_none=True)
         if self.config.method == "meta_sgd":
             return self._train_meta_sgd(eps)
+        if self.config.method == "warp_grad":
+            return self._train_warp_grad(eps)
         return self._train_unrolled(eps)
 
     def _train_unrolled(self, episodes: list[Episode]) -> MetaOptTrainResult:
-        cfg, second = self.config, self.config.uses_second_order
+        cfg, second = self.config, self.config.second_order
+        log = cfg.meta_objective == "log_loss"
         runs = []
         for ep in episodes:
             model = ep.task.init_model()
@@ -340,7 +383,7 @@ class MetaOptimizer:
                     updates, state = self.rule(list(grads), state)
                     params = [p + u for p, u in zip(params, updates)]
                     loss = _evaluate(bound, names, params)
-                    meta = meta + loss
+                    meta = meta + (torch.log(loss) if log else loss)
                 meta = meta / (t_len * len(runs))
                 meta.backward()
                 total += float(meta.detach())
@@ -379,7 +422,7 @@ class MetaOptimizer:
         return [p + u for p, u in zip(params, updates)]
 
     def _train_meta_sgd(self, episodes: list[Episode]) -> MetaOptTrainResult:
-        second = self.config.uses_second_order
+        second = self.config.second_order
         total, initial = 0.0, 0.0
         for ep in episodes:
             model = ep.task.init_model()
@@ -400,6 +443,39 @@ class MetaOptimizer:
         return MetaOptTrainResult(meta_loss=total, grad_norm=norm, exploded=bad, steps=int(not bad),
                                   skipped=int(bad), losses=[total], initial_loss=initial,
                                   final_loss=total)  # fmt: skip
+
+    def _train_warp_grad(self, episodes: list[Episode]) -> MetaOptTrainResult:
+        points, initial, final = [], 0.0, 0.0
+        for ep in episodes:  # the trajectories, with the current warps and no graph
+            model = ep.task.init_model()
+            names = [n for n, _ in model.named_parameters()]
+            support, query = _LossOf(model, ep.support()), _LossOf(model, ep.query())
+            params = [p.detach().clone() for p in model.parameters()]
+            for k in range(self.config.inner_steps):
+                params = [p.requires_grad_(True) for p in params]
+                loss = _evaluate(support, names, params)
+                grads = [g.detach() for g in torch.autograd.grad(loss, params)]
+                if k == 0:
+                    initial += float(loss.detach()) / len(episodes)
+                params = [p.detach() for p in params]
+                points.append((query, names, params, grads))
+                with torch.no_grad():
+                    updates, _ = self.rule(grads, OptimizerState())
+                    params = [p + u for p, u in zip(params, updates)]
+            with torch.no_grad():
+                final += float(_evaluate(query, names, params)) / len(episodes)
+        diverged = not math.isfinite(final)
+        total = 0.0
+        for query, names, theta, grads in points:  # one step on from each point, θ_k fixed
+            updates, _ = self.rule(grads, OptimizerState())
+            meta = _evaluate(query, names, [t + u for t, u in zip(theta, updates)]) / len(points)
+            meta.backward()
+            total += float(meta.detach())
+        norm, bad = self._meta_update()
+        return MetaOptTrainResult(meta_loss=total, grad_norm=norm, exploded=bad or diverged,
+                                  steps=int(not bad), skipped=int(bad), diverged=diverged,
+                                  losses=[total], initial_loss=initial,
+                                  final_loss=final)  # fmt: skip
 
     # --- saving ----------------------------------------------------------------------
 

@@ -10,14 +10,17 @@ file and run under ``torch.no_grad``, are the :class:`LearnedOptimizer`.
   descent by gradient descent", NeurIPS 2016.
 * :class:`MetaSGDRule` (``meta_sgd``): Li, Zhou, Chen & Li, "Meta-SGD: learning to
   learn quickly for few-shot learning", 2017.
+* :class:`WarpGradRule` (``warp_grad``): Flennerhag et al., "Meta-learning with warped
+  gradient descent", ICLR 2020, in its preconditioner form.
+* :class:`ScheduleRule` (``schedule``): a meta-learned learning-rate schedule on Adam.
 * :class:`L2ORule` (``l2o``): a memory-lean learned optimizer, a per-coordinate MLP
   over Adam's accumulators steered by a per-tensor LSTM (in the spirit of Wichrowska
   et al., "Learned optimizers that scale and generalize", ICML 2017, and Metz et al.,
   "Tasks, stability, architecture, and compute", 2020).
 
 State that lives per coordinate is what limits a learned optimizer's memory: the
-``lstm`` rule keeps 2·num_layers·hidden_size floats per parameter, ``l2o`` exactly 2
-(m and v), ``meta_sgd`` none.
+``lstm`` rule keeps 2·num_layers·hidden_size floats per parameter, ``l2o`` and
+``schedule`` exactly 2 (m and v), ``meta_sgd`` and ``warp_grad`` none.
 """
 
 from __future__ import annotations
@@ -146,36 +149,50 @@ class MetaSGDRule(nn.Module):
 
     meta-trained on the query loss L_query(θ') (MAML's outer loop with α learned too).
     α is not constrained to be positive (as in the paper). No inner state.
+
+    ``per_parameter=False`` is the baseline the paper compares against: the same
+    meta-learner with one scalar α shared by every coordinate of every tensor
+    (θ' = θ − α ∇L_support(θ), MAML with a learned inner learning rate); ``alpha``
+    then holds a single 0-dimensional tensor.
     """
 
-    def __init__(self, init: Sequence[Tensor], inner_lr: float) -> None:
+    def __init__(self, init: Sequence[Tensor], inner_lr: float, per_parameter: bool = True) -> None:
         super().__init__()
+        self.per_parameter = per_parameter
         self.init = nn.ParameterList([nn.Parameter(t.detach().clone()) for t in init])
-        self.alpha = nn.ParameterList(
-            [nn.Parameter(torch.full_like(t.detach(), inner_lr)) for t in init]
-        )
+        if per_parameter:
+            alphas = [torch.full_like(t.detach(), inner_lr) for t in init]
+        else:
+            alphas = [torch.tensor(float(inner_lr), dtype=init[0].dtype, device=init[0].device)]
+        self.alpha = nn.ParameterList([nn.Parameter(a) for a in alphas])
+
+    def learning_rates(self) -> list[Tensor]:
+        """α for each parameter tensor: its own tensor, or the shared scalar for each."""
+        if self.per_parameter:
+            return list(self.alpha)
+        return [self.alpha[0] for _ in self.init]
 
     def state_sizes(self, params: Sequence[Tensor]) -> list[int]:
         return [0 for _ in params]
 
     def check_shapes(self, shapes: Sequence[torch.Size]) -> None:
-        mine = [tuple(a.shape) for a in self.alpha]
+        mine = [tuple(t.shape) for t in self.init]
         theirs = [tuple(s) for s in shapes]
         if mine != theirs:
             raise ValueError(
                 f"Invalid params for meta_sgd: parameter shapes {theirs} do not match the "
-                f"learned per-parameter lr shapes {mine}"
+                f"learned parameter shapes {mine}"
             )
 
     def init_state(self, params: Sequence[Tensor]) -> OptimizerState:
         self.check_shapes([p.shape for p in params])
-        return OptimizerState(per_param_lr=list(self.alpha))
+        return OptimizerState(per_param_lr=self.learning_rates())
 
     def forward(
         self, grads: Sequence[Tensor], state: OptimizerState
     ) -> tuple[list[Tensor], OptimizerState]:
         self.check_shapes([g.shape for g in grads])
-        updates = [-(a * g) for a, g in zip(self.alpha, grads)]
+        updates = [-(a * g) for a, g in zip(self.learning_rates(), grads)]
         return updates, replace(state, step_count=state.step_count + 1)
 
 
@@ -264,3 +281,111 @@ class L2ORule(nn.Module):
             step_count=t,
         )
         return updates, new
+
+
+class WarpGradRule(nn.Module):
+    """Warped gradient descent (Flennerhag et al., "Meta-learning with warped gradient
+    descent", ICLR 2020) in its preconditioner form: each parameter tensor θ_i, viewed
+    as G_i of shape (n_i, −1) with n_i = shape[0], has a warp matrix ω_i (n_i × n_i,
+    the identity at the start) and is updated by
+
+        θ_i ← θ_i − α ω_i ω_iᵀ ∇_{θ_i} L.
+
+    Why this is WarpGrad: for a linear layer y = A x + a followed by a fixed linear warp
+    layer ω (as WarpGrad interleaves them), SGD on (A, a) moves the collapsed layer
+    (ωA, ωa) by −α ωωᵀ times the collapsed layer's gradient. So SGD through warp
+    layers held fixed during adaptation is this preconditioned SGD on the ordinary
+    network, and the learned rule runs on a model without warp layers. Here each
+    tensor has its own ω (a layer's weight and bias are not tied), which also covers
+    tensors that are not linear layers. ω ωᵀ is positive semi-definite, so the step
+    never points uphill. α = ``inner_lr`` is fixed; no per-coordinate state.
+    """
+
+    def __init__(self, init: Sequence[Tensor], inner_lr: float) -> None:
+        super().__init__()
+        self.lr = inner_lr
+        self.shapes = [tuple(t.shape) for t in init]
+        self.warps = nn.ParameterList(
+            [nn.Parameter(torch.eye(_rows(t), dtype=t.dtype)) for t in init]
+        )
+
+    def state_sizes(self, params: Sequence[Tensor]) -> list[int]:
+        return [0 for _ in params]
+
+    def check_shapes(self, shapes: Sequence[torch.Size]) -> None:
+        theirs = [tuple(s) for s in shapes]
+        if theirs != self.shapes:
+            raise ValueError(
+                f"Invalid params for warp_grad: parameter shapes {theirs} do not match the "
+                f"warped shapes {self.shapes}"
+            )
+
+    def init_state(self, params: Sequence[Tensor]) -> OptimizerState:
+        self.check_shapes([p.shape for p in params])
+        return OptimizerState()
+
+    def forward(
+        self, grads: Sequence[Tensor], state: OptimizerState
+    ) -> tuple[list[Tensor], OptimizerState]:
+        self.check_shapes([g.shape for g in grads])
+        updates = []
+        for w, g in zip(self.warps, grads):
+            flat = g.reshape(w.shape[0], -1).to(w.dtype)
+            updates.append((-self.lr * (w @ (w.T @ flat))).reshape(g.shape).to(g.dtype))
+        return updates, replace(state, step_count=state.step_count + 1)
+
+
+def _rows(t: Tensor) -> int:
+    return t.shape[0] if t.dim() else 1
+
+
+class ScheduleRule(nn.Module):
+    """A meta-learned learning-rate schedule, meta-trained on Adam: at step t of a run
+    of ``horizon`` steps,
+
+        lr_t = lr · exp(s(t / horizon)),
+
+    with s piecewise linear through ``knots`` learned values at the fractions
+    0, 1/(K−1), …, 1 of the run (held at the last one beyond the end). The values start
+    at 0, so the untrained rule is Adam with constant lr. Per coordinate it keeps
+    Adam's m and v. The schedule itself, :meth:`multiplier`, is what
+    ``build_scheduler("learned", …)`` applies to any optimizer's lr.
+    """
+
+    beta1, beta2, eps = 0.9, 0.999, 1e-8
+
+    def __init__(self, knots: int, lr: float, horizon: int) -> None:
+        super().__init__()
+        self.lr, self.horizon = lr, horizon
+        self.log_multipliers = nn.Parameter(torch.zeros(knots))
+
+    def multiplier(self, fraction: float) -> Tensor:
+        """exp(s(fraction)), fraction of the run in [0, 1] (clamped)."""
+        s = self.log_multipliers
+        if len(s) == 1:
+            return torch.exp(s[0])
+        x = min(max(float(fraction), 0.0), 1.0) * (len(s) - 1)
+        i = min(int(x), len(s) - 2)
+        w = x - i
+        return torch.exp((1 - w) * s[i] + w * s[i + 1])
+
+    def state_sizes(self, params: Sequence[Tensor]) -> list[int]:
+        return [0 for _ in params]
+
+    def init_state(self, params: Sequence[Tensor]) -> OptimizerState:
+        return OptimizerState(moments=[[torch.zeros_like(p), torch.zeros_like(p)] for p in params])
+
+    def forward(
+        self, grads: Sequence[Tensor], state: OptimizerState
+    ) -> tuple[list[Tensor], OptimizerState]:
+        t = state.step_count + 1
+        b1, b2, eps = self.beta1, self.beta2, self.eps
+        lr = self.lr * self.multiplier((t - 1) / self.horizon)
+        updates, moments = [], []
+        for g, (m, v) in zip(grads, state.moments):
+            m = b1 * m + (1 - b1) * g
+            v = b2 * v + (1 - b2) * g * g
+            step = (m / (1 - b1**t)) / (torch.sqrt(v / (1 - b2**t)) + eps)
+            updates.append((-lr * step).to(g.dtype))
+            moments.append([m, v])
+        return updates, replace(state, moments=moments, step_count=t)

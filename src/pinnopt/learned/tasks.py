@@ -39,7 +39,7 @@ import torch
 from torch import Tensor, nn
 
 from pinnopt.evaluation import Evaluator
-from pinnopt.models import build_model
+from pinnopt.models import MODELS, build_model
 from pinnopt.objective import Objective
 from pinnopt.problems.base import Box
 from pinnopt.problems.poisson import _poisson
@@ -246,6 +246,28 @@ class DigitsFamily(TaskFamily):
     them 0 … n_way − 1, and draws for each class ``k_shot`` support and ``k_query``
     query images without overlap. The loss is the cross-entropy on the support set,
     the metric the accuracy on the query set; the model an MLP 64 → n_way.
+
+    Ten digits cannot give three disjoint pools of five classes, so a 5-way protocol
+    needs ``val_shares_train=True``: ``class_splits["val"]`` may then reuse train
+    classes (``test`` stays disjoint from both), and the images of every class in both
+    pools are split between them (train episodes draw that class's even-numbered
+    images in dataset order, val episodes the odd-numbered ones), so no validation
+    image is ever seen in meta-training. Validation then measures new episodes and
+    new images of the train classes, not new classes; only ``test`` holds new classes.
+
+    Class augmentation (Santoro et al., ICML 2016; Finn et al., ICML 2017, on
+    Omniglot): ``train_transforms`` and ``val_transforms`` list symmetries of the 8×8
+    square, each of which turns every digit of that split's pool into a class of its
+    own, so the pool has len(digits) × len(transforms) classes. Transform t ∈ 0…7 is a
+    rotation by (t mod 4) × 90° counter-clockwise (``torch.rot90`` with k = t mod 4 on
+    the (8, 8) image), after a left-right mirror when t ≥ 4; 0 is the identity, the
+    default, and then nothing changes. ``info["classes"]`` holds each episode class's
+    digit, ``info["transforms"]`` its transform. Two classes of one digit in an episode
+    never share an image. ``test`` episodes are never transformed. With
+    ``val_shares_train`` and disjoint transforms, e.g. train (0, 1, 2) and val (3,),
+    validation classes are new classes (a rotation never seen in meta-training) of
+    images never seen in meta-training. Note that some digits are nearly symmetric
+    (0, 1 and 8 under 180°), so some augmented classes are near-duplicates.
     """
 
     n_way: int = 3
@@ -258,10 +280,21 @@ class DigitsFamily(TaskFamily):
     depth: int = 1
     dtype: torch.dtype = torch.float64
     name: str = "digits"
+    val_shares_train: bool = False
+    train_transforms: tuple[int, ...] = (0,)
+    val_transforms: tuple[int, ...] = (0,)
 
     def __post_init__(self) -> None:
         for key in ("n_way", "k_shot", "k_query", "width", "depth"):
             _positive_int(key, getattr(self, key))
+        if not isinstance(self.val_shares_train, bool):
+            raise ValueError(f"Invalid val_shares_train: {self.val_shares_train!r} (need a bool)")
+        for key in ("train_transforms", "val_transforms"):
+            ts = getattr(self, key)
+            if not (isinstance(ts, (tuple, list)) and ts and len(set(ts)) == len(ts)
+                    and all(isinstance(t, int) and 0 <= t <= 7 for t in ts)):  # fmt: skip
+                raise ValueError(f"Invalid {key}: {ts!r} (need distinct ints in 0-7, at least one)")
+            object.__setattr__(self, key, tuple(ts))  # a list (from a config file) → tuple
         if set(self.class_splits) != set(SPLITS):
             raise ValueError(
                 f"Invalid class_splits: keys {sorted(self.class_splits)}; need {list(SPLITS)}"
@@ -271,37 +304,64 @@ class DigitsFamily(TaskFamily):
             classes = tuple(self.class_splits[split])
             if not all(isinstance(c, int) and 0 <= c <= 9 for c in classes):
                 raise ValueError(f"Invalid class_splits[{split!r}]: {classes} (digits are 0-9)")
-            if seen & set(classes) or len(set(classes)) != len(classes):
+            shares = seen & set(classes)
+            if split == "val" and self.val_shares_train:
+                shares = set()  # val may reuse train classes; test never shares any
+            if shares or len(set(classes)) != len(classes):
                 raise ValueError(f"Invalid class_splits: {split!r} shares or repeats classes")
-            if len(classes) < self.n_way:
-                raise ValueError(
-                    f"Invalid n_way: {self.n_way} (class_splits[{split!r}] has {len(classes)})"
-                )
+            n_classes = len(self._pool(split))
+            if n_classes < self.n_way:
+                pool = f"class_splits[{split!r}]"
+                if n_classes != len(classes):
+                    pool += f" × {split}_transforms"
+                raise ValueError(f"Invalid n_way: {self.n_way} ({pool} has {n_classes})")
             seen |= set(classes)
+
+    def _pool(self, split: str) -> list[tuple[int, int]]:
+        """The classes of a split as (digit, transform), digit-major."""
+        transforms = {"train": self.train_transforms, "val": self.val_transforms}.get(split, (0,))
+        return [(c, t) for c in self.class_splits[split] for t in transforms]
+
+    @staticmethod
+    def transform(images: Tensor, t: int) -> Tensor:
+        """Images (n, 64) under transform t: mirror left-right if t ≥ 4, then rotate by
+        (t mod 4) × 90° counter-clockwise."""
+        x = images.reshape(-1, 8, 8)
+        if t >= 4:
+            x = torch.flip(x, dims=(2,))
+        return torch.rot90(x, t % 4, dims=(1, 2)).reshape(-1, 64)
 
     def sample(self, seed: int, split: str = "train") -> Task:
         _check_seed(seed)
         _check_split(split)
         images, labels = load_digits()
         g = torch.Generator().manual_seed(seed)
-        pool = torch.tensor(self.class_splits[split])
-        classes = pool[torch.randperm(len(pool), generator=g)[: self.n_way]]
-        support, query = [], []
-        for c in classes:
-            rows = torch.nonzero(labels == c).flatten()
-            if len(rows) < self.k_shot + self.k_query:
-                raise ValueError(
-                    f"Invalid k_shot + k_query: {self.k_shot + self.k_query} "
-                    f"(digit {int(c)} has {len(rows)} images)"
-                )
-            rows = rows[torch.randperm(len(rows), generator=g)]
+        pool = self._pool(split)
+        classes = [pool[int(i)] for i in torch.randperm(len(pool), generator=g)[: self.n_way]]
+        n_per = self.k_shot + self.k_query
+        drawn: dict[int, Tensor] = {}  # digit → its shuffled rows; its classes take slices
+        support, query, xs, xq = [], [], [], []
+        for c, t in classes:
+            if c not in drawn:
+                rows = torch.nonzero(labels == c).flatten()
+                if split in ("train", "val") and c in self._shared_classes():
+                    rows = rows[0::2] if split == "train" else rows[1::2]
+                need = n_per * sum(d == c for d, _ in classes)
+                if len(rows) < need:
+                    raise ValueError(
+                        f"Invalid k_shot + k_query: {n_per} (digit {c} has {len(rows)} images"
+                        + (f", {need} needed)" if need > n_per else ")")
+                    )
+                drawn[c] = rows[torch.randperm(len(rows), generator=g)]
+            rows, drawn[c] = drawn[c][:n_per], drawn[c][n_per:]
             support.append(rows[: self.k_shot])
-            query.append(rows[self.k_shot : self.k_shot + self.k_query])
+            query.append(rows[self.k_shot :])
+            xs.append(self.transform(images[support[-1]], t))
+            xq.append(self.transform(images[query[-1]], t))
         s_idx, q_idx = torch.cat(support), torch.cat(query)
-        relabel = torch.full((10,), -1, dtype=torch.long)
-        relabel[classes] = torch.arange(self.n_way)
-        xs, ys = images[s_idx].to(self.dtype), relabel[labels[s_idx]]
-        xq, yq = images[q_idx].to(self.dtype), relabel[labels[q_idx]]
+        label = torch.arange(self.n_way)
+        xs_, ys = torch.cat(xs).to(self.dtype), label.repeat_interleave(self.k_shot)
+        xq_, yq = torch.cat(xq).to(self.dtype), label.repeat_interleave(self.k_query)
 
         def init_model() -> nn.Module:
             return build_model("mlp", 64, [0.0] * 64, [16.0] * 64, out_dim=self.n_way,
@@ -309,16 +369,23 @@ class DigitsFamily(TaskFamily):
                                dtype=self.dtype)  # fmt: skip
 
         def loss(model: nn.Module) -> Tensor:
-            return nn.functional.cross_entropy(model(xs), ys)
+            return nn.functional.cross_entropy(model(xs_), ys)
 
         def evaluate(model: nn.Module) -> float:
             with torch.no_grad():
-                return float((model(xq).argmax(dim=1) == yq).to(torch.float64).mean())
+                return float((model(xq_).argmax(dim=1) == yq).to(torch.float64).mean())
 
-        info = {"classes": tuple(int(c) for c in classes), "support_index": s_idx,
-                "query_index": q_idx, "support": (xs, ys), "query": (xq, yq)}  # fmt: skip
+        info = {"classes": tuple(c for c, _ in classes), "transforms": tuple(t for _, t in classes),
+                "support_index": s_idx, "query_index": q_idx, "support": (xs_, ys),
+                "query": (xq_, yq)}  # fmt: skip
         return Task(self.name, split, seed, init_model, loss, evaluate, "query_accuracy",
                     higher_is_better=True, info=info)  # fmt: skip
+
+    def _shared_classes(self) -> set[int]:
+        """The digits of both the train and the val pool (none unless val_shares_train)."""
+        if not self.val_shares_train:
+            return set()
+        return set(self.class_splits["train"]) & set(self.class_splits["val"])
 
 
 class _Exact(nn.Module):
@@ -341,7 +408,8 @@ class PoissonFamily(TaskFamily):
     z_k ~ N(0, 1), hence f = π² Σ_k |k|² a_k Π_i sin(k_i π x_i). The residual terms are
     those of the registry's Poisson problems (:mod:`pinnopt.problems.poisson`); the
     loss is the PINN objective ½‖r(θ)‖², the metric the relative L2 error on the
-    problem's evaluation points; the model an MLP d → 1 (float64).
+    problem's evaluation points; the model d → 1 (float64) is ``model`` (``mlp`` or
+    ``chebykan``, with ``degree``) of ``width`` and ``depth``.
     """
 
     dim: int = 1
@@ -351,11 +419,15 @@ class PoissonFamily(TaskFamily):
     n_bc: int = 16
     width: int = 16
     depth: int = 2
+    model: str = "mlp"
+    degree: int = 5
     name: str = "poisson"
 
     def __post_init__(self) -> None:
-        for key in ("dim", "modes", "n_pde", "n_bc", "width", "depth"):
+        for key in ("dim", "modes", "n_pde", "n_bc", "width", "depth", "degree"):
             _positive_int(key, getattr(self, key))
+        if self.model not in MODELS:
+            raise ValueError(f"Invalid model: {self.model!r}; allowed: {', '.join(MODELS)}")
         if not (self.decay >= 0 and math.isfinite(self.decay)):
             raise ValueError(f"Invalid decay: {self.decay!r} (need 0 <= decay < inf)")
 
@@ -385,8 +457,8 @@ class PoissonFamily(TaskFamily):
         evaluator = functools.cache(lambda: Evaluator(problem))
 
         def init_model() -> nn.Module:
-            return build_model("mlp", d, box.lower, box.upper, width=self.width,
-                               depth=self.depth, seed=seed)  # fmt: skip
+            return build_model(self.model, d, box.lower, box.upper, width=self.width,
+                               depth=self.depth, degree=self.degree, seed=seed)  # fmt: skip
 
         def loss(model: nn.Module) -> Tensor:
             return Objective(problem, model, points).loss()

@@ -13,7 +13,11 @@ kept if meta-training never improves on it.
 
 A meta-step reports ``exploded`` when a meta-gradient was dropped by the guard or an
 inner run diverged; after ``max_exploded`` such meta-steps in a row the loop stops with
-status ``"exploded"`` (the best rule so far is still saved).
+status ``"exploded"`` (the best rule so far is still saved). With ``patience`` P, the
+loop stops with status ``"stopped_early"`` once P validations in a row have not
+improved on the best one. Finally the saved rule, and the untrained one, are scored
+like validation on the first ``test_episodes`` tasks of the ``test`` split (base seed 0),
+which nothing above has seen: ``test_loss`` and ``untrained_test_loss``.
 
 Outputs in ``out``: ``optimizer.pt`` (:meth:`MetaOptimizer.save`, loadable by
 :class:`~pinnopt.learned.learned_optimizer.LearnedOptimizer`), ``history.csv``,
@@ -64,20 +68,28 @@ def check_arguments(
     val_episodes: int,
     seed: int,
     max_exploded: int = 5,
+    patience: int | None = None,
+    test_episodes: int = 4,
 ) -> None:
     """ValueError ``Invalid NAME: …`` for a bad argument of :func:`meta_train`."""
     for name, value in [("meta_steps", meta_steps), ("episodes_per_step", episodes_per_step),
                         ("val_every", val_every), ("val_episodes", val_episodes),
                         ("max_exploded", max_exploded)]:  # fmt: skip
         _positive(name, value)
+    if patience is not None:
+        _positive("patience", patience)
+    if not (isinstance(test_episodes, int) and not isinstance(test_episodes, bool)
+            and test_episodes >= 0):  # fmt: skip
+        raise ValueError(f"Invalid test_episodes: {test_episodes!r} (need an integer >= 0)")
     if not (isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0):
         raise ValueError(f"Invalid seed: {seed!r} (need an integer >= 0)")
 
 
 def inner_run_loss(meta: MetaOptimizer, task: Task, steps: int) -> float:
     """The loss at the end of ``steps`` steps of ``meta``'s current rule on ``task``
-    (no meta-gradients): the task loss for ``lstm``/``l2o``; for ``meta_sgd`` the query
-    loss after ``steps`` steps from its learned θ_0."""
+    (no meta-gradients): the task loss for ``lstm``/``l2o``/``schedule``; for
+    ``warp_grad`` the query loss, and for ``meta_sgd`` the query loss after ``steps``
+    steps from its learned θ_0 (their own meta-objectives)."""
     model = task.init_model()
     params = list(model.parameters())
     sgd = meta.config.method == "meta_sgd"
@@ -96,15 +108,22 @@ def inner_run_loss(meta: MetaOptimizer, task: Task, steps: int) -> float:
             state = OptimizerState() if sgd else new
             for p, u in zip(params, updates):
                 p.add_(u)
-    final = Episode(task).query() if sgd else task.loss
+    query = meta.config.method in ("meta_sgd", "warp_grad")
+    final = Episode(task).query() if query else task.loss
     with torch.no_grad():
         value = float(final(model))
     return value if math.isfinite(value) else math.inf
 
 
 def validate(meta: MetaOptimizer, tasks: list[Task]) -> float:
-    """Mean :func:`inner_run_loss` over ``tasks`` (``inf`` if any run is not finite)."""
-    return sum(inner_run_loss(meta, t, meta.config.inner_steps) for t in tasks) / len(tasks)
+    """Mean :func:`inner_run_loss` over ``tasks`` (``inf`` if any run is not finite); the
+    geometric mean when the config's ``meta_objective`` is ``log_loss``."""
+    losses = [inner_run_loss(meta, t, meta.config.inner_steps) for t in tasks]
+    if meta.config.meta_objective != "log_loss":
+        return sum(losses) / len(losses)
+    if math.inf in losses or 0.0 in losses:
+        return max(losses) if math.inf in losses else 0.0
+    return math.exp(sum(math.log(v) for v in losses) / len(losses))
 
 
 def _progress(enabled: bool) -> Progress:
@@ -152,6 +171,8 @@ def meta_train(
     seed: int = 0,
     progress: bool = True,
     max_exploded: int = 5,
+    patience: int | None = None,
+    test_episodes: int = 4,
 ) -> dict[str, Any]:
     """Meta-train ``config``'s rule on ``family`` and write ``out`` (see the module
     docstring); returns the metrics also written to ``metrics.json``.
@@ -159,7 +180,8 @@ def meta_train(
     ``seed`` is the train sampler's base seed (the rule's initial weights come from
     ``config.seed``); ValueError names a bad argument.
     """
-    check_arguments(meta_steps, episodes_per_step, val_every, val_episodes, seed, max_exploded)
+    check_arguments(meta_steps, episodes_per_step, val_every, val_episodes, seed, max_exploded,
+                    patience, test_episodes)  # fmt: skip
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     train = EpisodeSampler(family, "train", base_seed=seed)
@@ -170,9 +192,10 @@ def meta_train(
     best = validate(meta, val_tasks)
     initial_val = best
     best_step, best_rule = 0, copy.deepcopy(meta.rule.state_dict())
+    untrained_rule = copy.deepcopy(best_rule)
     history: list[dict[str, Any]] = [dict(meta_step=0, time=0.0, meta_loss="", grad_norm="",
                                           skipped="", exploded="", val_loss=best)]  # fmt: skip
-    status, in_a_row, done, skipped_total = "completed", 0, 0, 0
+    status, in_a_row, done, skipped_total, stale = "completed", 0, 0, 0, 0
     with _progress(progress) as bar:
         task_id = bar.add_task("meta-train", total=meta_steps, loss=math.nan, val=best)
         for step in range(1, meta_steps + 1):
@@ -184,8 +207,9 @@ def meta_train(
             val: float | str = ""
             if step % val_every == 0 or step == meta_steps or in_a_row >= max_exploded:
                 val = validate(meta, val_tasks)
+                stale += 1
                 if math.isfinite(val) and val < best:
-                    best, best_step = val, step
+                    best, best_step, stale = val, step, 0
                     best_rule = copy.deepcopy(meta.rule.state_dict())
             history.append(dict(meta_step=step, time=time.perf_counter() - start,
                                 meta_loss=float(result.meta_loss),
@@ -196,9 +220,19 @@ def meta_train(
             if in_a_row >= max_exploded:
                 status = "exploded"
                 break
+            if patience is not None and stale >= patience:
+                status = "stopped_early"
+                break
 
+    test_tasks = EpisodeSampler(family, "test").take(test_episodes) if test_episodes else []
+    test_loss = untrained_test_loss = None
+    if test_tasks:
+        meta.rule.load_state_dict(untrained_rule)
+        untrained_test_loss = validate(meta, test_tasks)
     meta.rule.load_state_dict(best_rule)
     meta.save(out / "optimizer.pt")
+    if test_tasks:
+        test_loss = validate(meta, test_tasks)
     with open(out / "history.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=HISTORY_COLUMNS)
         writer.writeheader()
@@ -226,6 +260,10 @@ def meta_train(
         "final_val_loss": last_val,
         "best_val_loss": best,
         "best_meta_step": best_step,
+        "patience": patience,
+        "test_episodes": test_episodes,
+        "test_loss": test_loss,
+        "untrained_test_loss": untrained_test_loss,
         "wall_time_s": time.perf_counter() - start,
         "optimizer": str(out / "optimizer.pt"),
     }

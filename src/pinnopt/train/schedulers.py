@@ -11,6 +11,8 @@ Every schedule is sized by the number of steps of the stage it runs in:
 - ``warmup_cosine``: linear warm-up over ``warmup`` (default 5%) of the stage, then cosine.
 - ``cyclical``: triangular cycles between lr·base_factor (default 0.1) and lr,
   ``cycles`` (default 4) per stage (Smith 2017).
+- ``learned``: lr·exp(s(k/steps)) with s the schedule meta-trained on a task family
+  (``pinnopt meta-train --method schedule``), loaded from the option ``path``.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ import math
 
 from torch.optim import Optimizer, lr_scheduler
 
-SCHEDULERS = ("none", "exponential", "cosine", "plateau", "multistep", "warmup_cosine", "cyclical")
+SCHEDULERS = ("none", "exponential", "cosine", "plateau", "multistep", "warmup_cosine", "cyclical",
+              "learned")  # fmt: skip
 
 
 def build_scheduler(name: str, optimizer: Optimizer, steps: int, **options):
@@ -59,6 +62,14 @@ def build_scheduler(name: str, optimizer: Optimizer, steps: int, **options):
             ],
             milestones=[warmup],
         )
+    elif name == "learned":
+        if "path" not in opts:
+            raise ValueError("scheduler learned needs the option path (a schedule saved by "
+                             "'pinnopt meta-train --method schedule')")  # fmt: skip
+        from pinnopt.learned.learned_optimizer import load_schedule
+
+        multiplier = load_schedule(opts.pop("path"))
+        sched = lr_scheduler.LambdaLR(optimizer, lambda k: multiplier(k / steps))
     else:  # cyclical
         lrs = [g["lr"] for g in optimizer.param_groups]
         base = float(opts.pop("base_factor", 0.1))
