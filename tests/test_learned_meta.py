@@ -194,12 +194,13 @@ def test_l2o_state_is_two_floats_per_parameter(tmp_path):
     assert total_coord == 2 * sum(p.numel() for p in model.parameters())
 
 
-def test_untrained_l2o_is_adam(tmp_path):
+@pytest.mark.parametrize("method", ["l2o", "schedule"])
+def test_untrained_l2o_and_schedule_are_adam(method, tmp_path):
     model = small_model()
-    mo = MetaOptimizer(model, MetaOptimizerConfig(method="l2o", inner_lr=0.01))
-    mo.save(tmp_path / "l2o.pt")
+    mo = MetaOptimizer(model, MetaOptimizerConfig(method=method, inner_lr=0.01))
+    mo.save(tmp_path / "rule.pt")
     ref = small_model()
-    opt = LearnedOptimizer(model.parameters(), tmp_path / "l2o.pt")
+    opt = LearnedOptimizer(model.parameters(), tmp_path / "rule.pt")
     adam = torch.optim.Adam(ref.parameters(), lr=0.01)
     x = torch.linspace(-1, 1, 15, dtype=torch.float64).reshape(5, 3)
     for _ in range(3):

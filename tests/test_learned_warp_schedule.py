@@ -100,25 +100,6 @@ def test_schedule_multiplier_interpolates_its_knots():
         assert rule.multiplier(fraction).item() == pytest.approx(torch.tensor(s).exp().item())
 
 
-def test_untrained_schedule_is_adam_and_a_knot_scales_the_step(tmp_path):
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 1)).double()
-    ref = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 1)).double()
-    ref.load_state_dict(model.state_dict())
-    mo = MetaOptimizer(model, MetaOptimizerConfig(method="schedule", inner_lr=0.02))
-    mo.save(tmp_path / "s.pt")
-    opt = LearnedOptimizer(model.parameters(), tmp_path / "s.pt")
-    adam = torch.optim.Adam(ref.parameters(), lr=0.02)
-    x = torch.linspace(-1, 1, 15, dtype=F64).reshape(5, 3)
-    for _ in range(3):
-        for m, o in ((model, opt), (ref, adam)):
-            o.zero_grad()
-            m(x).square().mean().backward()
-            o.step()
-    for p, q in zip(model.parameters(), ref.parameters()):
-        torch.testing.assert_close(p, q, rtol=1e-13, atol=1e-15)
-
-
 def test_meta_trained_schedule_beats_its_constant_start_and_drives_a_scheduler(tmp_path):
     family = QuadraticFamily(dim=6, condition=50.0)
     train = EpisodeSampler(family, "train")
