@@ -16,9 +16,8 @@ its norm clipped to ``gradient_clipping``, and Adam (``meta_lr``) takes one step
 then θ and the optimizer state are detached and the run continues. The gradients
 g_t = ∇f(θ_t) depend on φ through θ_t, and by default that term is kept (exact
 meta-gradients of the truncation). ``second_order=False`` drops it, treating g_t as
-inputs as the paper does: cheaper, but on our quadratics and PINNs that first-order
-meta-gradient keeps raising the step size and meta-training makes the rule worse
-(docs/learned.md).
+inputs as the paper does: cheaper, but on the quadratics of docs/learned.md that
+first-order meta-gradient only made the rule worse.
 
 ``meta_sgd`` (Li et al., 2017): one meta-step per call, the query loss after
 ``inner_steps`` steps θ ← θ − α ∘ ∇L_support(θ) from the learned θ_0, differentiated
