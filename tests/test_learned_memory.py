@@ -166,3 +166,25 @@ def test_lstm_state_measured_in_process(tmp_path, load_benchmark):
     assert r["state"]["per_coordinate"] == 4 * 2 * 2 * 20  # (h, c) × 2 layers × 20, float32
     assert r["state"]["keys"] == {"step": "tensor", "hidden": "coordinate", "cell": "coordinate"}
     assert r["state"]["bytes"] == 105 * 320 + 6 * 4
+
+
+def test_l2o_mlp_in_chunks_equals_one_call_with_its_meta_gradient(monkeypatch):
+    from pinnopt.learned import methods
+    from pinnopt.learned.methods import L2ORule
+
+    torch.manual_seed(0)
+    rule = L2ORule(8, 1, 0.01).double()
+    with torch.no_grad():
+        for p in rule.parameters():  # nonzero everywhere, so the MLP matters
+            p.normal_(0.0, 0.3)
+    params = [torch.randn(30, 7, dtype=torch.float64), torch.randn(5, dtype=torch.float64)]
+    grads = [torch.randn_like(p) for p in params]
+    results = []
+    for chunk in (methods.MLP_CHUNK, 16):
+        monkeypatch.setattr(methods, "MLP_CHUNK", chunk)
+        rule.zero_grad()
+        updates, _ = rule(grads, rule.init_state(params))
+        sum(u.square().sum() for u in updates).backward()
+        results.append(([u.detach() for u in updates], [p.grad.clone() for p in rule.parameters()]))
+    (u1, g1), (u2, g2) = results
+    assert all(torch.allclose(a, b, rtol=1e-13, atol=1e-16) for a, b in zip(u1 + g1, u2 + g2))

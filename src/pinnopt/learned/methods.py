@@ -76,6 +76,18 @@ def preprocess_gradient(g: Tensor, p: float = 10.0) -> Tensor:
     return torch.stack([log_part, sign_part], dim=-1)
 
 
+# coordinates per call of l2o's per-coordinate MLP: its (chunk, hidden) activations then
+# stay in cache (one thread: about twice as fast as one call over a million coordinates)
+MLP_CHUNK = 2**14
+
+
+def _coordinatewise(net: nn.Module, x: Tensor) -> Tensor:
+    """``net`` on the rows of ``x`` (independent coordinates), MLP_CHUNK rows per call."""
+    if len(x) <= MLP_CHUNK:
+        return net(x)
+    return torch.cat([net(x[i : i + MLP_CHUNK]) for i in range(0, len(x), MLP_CHUNK)])
+
+
 def _flat(tensors: Sequence[Tensor]) -> Tensor:
     return torch.cat([t.reshape(-1) for t in tensors])
 
@@ -252,7 +264,7 @@ class L2ORule(nn.Module):
             r_list.append(g / denom)
         dt = self.head.weight.dtype
         a, r = _flat(a_list).to(dt), _flat(r_list).to(dt)
-        d = a + self.mlp(torch.stack([a, r], dim=1))[:, 0]
+        d = a + _coordinatewise(self.mlp, torch.stack([a, r], dim=1))[:, 0]
         stats = torch.stack(
             [
                 torch.stack(
