@@ -301,3 +301,45 @@ def test_meta_sgd_loop_runs(tmp_path, capsys):
                        "--out", tmp_path / "r", *FAST)  # fmt: skip
     assert code == 2 and "Invalid params for meta_sgd" in err
     assert err.strip().count("\n") == 0
+
+
+def test_meta_train_config_file_with_family_options_and_rule_fields(tmp_path, capsys):
+    config = tmp_path / "meta.toml"
+    config.write_text(
+        '[meta_train]\nfamily = "quadratic"\nmethod = "l2o"\nmeta_steps = 3\nepisodes = 1\n'
+        f'val_every = 1\nval_episodes = 1\ntest_episodes = 2\nout = "{tmp_path / "run"}"\n'
+        "[meta_train.family_options]\ndim = 5\ncondition = 4.0\n"
+        "[meta_train.rule]\ninner_steps = 4\nunroll_steps = 2\nhidden_size = 6\n"
+        'meta_objective = "log_loss"\n'
+    )
+    code, out, _ = run(capsys, "meta-train", "--config", config, "--meta-steps", "2", "--quiet")
+    assert code == 0 and "test loss" in out
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["meta_steps_done"] == 2  # the flag wins over the file
+    assert metrics["family_options"]["dim"] == 5 and metrics["family_options"]["condition"] == 4.0
+    assert metrics["config"]["hidden_size"] == 6 and metrics["config"]["inner_steps"] == 4
+    assert metrics["config"]["meta_objective"] == "log_loss" and metrics["test_episodes"] == 2
+    blob = load_learned(tmp_path / "run" / "optimizer.pt")
+    assert blob["shapes"] == [[5]]
+
+
+@pytest.mark.parametrize(
+    ("text", "pattern"),
+    [
+        ('[meta_train]\nfamily = "quadratic"\nmethod = "l2o"\nmeta_step = 3\n',
+         r"meta_train: unknown key\(s\) \['meta_step'\]"),
+        ('[meta_train]\nfamily = "quadratic"\nmethod = "l2o"\n[meta_train.rule]\nhidden = 3\n',
+         r"meta_train.rule: unknown field\(s\) \['hidden'\]"),
+        ('[meta_train]\nfamily = "quadratic"\nmethod = "l2o"\n[meta_train.family_options]\n'
+         "dims = 3\n", "meta_train.family_options: bad option"),
+        ('[meta_train]\nmethod = "l2o"\n', r"--family: required \(or meta_train.family"),
+        ("[train]\nx = 1\n", "has no \\[meta_train\\] table"),
+    ],
+)  # fmt: skip
+def test_meta_train_config_file_errors_are_one_line(text, pattern, tmp_path, capsys):
+    config = tmp_path / "meta.toml"
+    config.write_text(text)
+    code, _, err = run(capsys, "meta-train", "--config", config, "--out", tmp_path / "x")
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: ")
+    assert __import__("re").search(pattern, lines[0]), lines[0]

@@ -269,79 +269,149 @@ def _flag_error(e: ValueError, flags: dict[str, str]) -> ConfigError:
     return ConfigError(text)
 
 
+META_TRAIN_LOOP = {"family": None, "method": None, "out": None, "meta_steps": 100,
+                   "episodes": 4, "val_every": 10, "val_episodes": 4, "patience": None,
+                   "test_episodes": 4, "seed": 0}  # fmt: skip
+META_TRAIN_FLAGS = {"family": "--family", "method": "--method", "out": "--out",
+                    "meta_steps": "--meta-steps", "inner_steps": "--inner-steps",
+                    "unroll_steps": "--unroll-steps", "meta_lr": "--meta-lr",
+                    "inner_lr": "--inner-lr", "meta_objective": "--meta-objective",
+                    "episodes_per_step": "--episodes", "val_every": "--val-every",
+                    "val_episodes": "--val-episodes", "seed": "--seed", "patience": "--patience",
+                    "test_episodes": "--test-episodes"}  # fmt: skip
+
+
+def read_meta_train_file(path: Path) -> dict[str, dict[str, Any]]:
+    """The ``[meta_train]`` table of a TOML file as {"loop", "family_options", "rule"}:
+    the loop's keys (``META_TRAIN_LOOP``), ``[meta_train.family_options]`` (the task
+    family's options) and ``[meta_train.rule]`` (``MetaOptimizerConfig`` fields)."""
+    import dataclasses
+    import tomllib
+
+    from pinnopt.learned.meta import MetaOptimizerConfig
+
+    try:
+        data = tomllib.loads(Path(path).read_text())
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"--config: cannot read {str(path)!r}: {e}") from None
+    table = data.get("meta_train")
+    if not isinstance(table, dict):
+        raise ConfigError(f"--config: {str(path)!r} has no [meta_train] table")
+    loop = {k: v for k, v in table.items() if k not in ("family_options", "rule")}
+    unknown = sorted(set(loop) - set(META_TRAIN_LOOP))
+    if unknown:
+        raise ConfigError(f"meta_train: unknown key(s) {unknown}; allowed: "
+                          f"{', '.join(META_TRAIN_LOOP)}, family_options, rule")  # fmt: skip
+    rule = table.get("rule", {})
+    fields = [f.name for f in dataclasses.fields(MetaOptimizerConfig)
+              if f.name not in ("method", "seed")]  # fmt: skip
+    unknown = sorted(set(rule) - set(fields))
+    if unknown:
+        raise ConfigError(f"meta_train.rule: unknown field(s) {unknown} (method and seed go "
+                          f"in [meta_train]); allowed: {', '.join(fields)}")  # fmt: skip
+    return {"loop": loop, "family_options": table.get("family_options", {}), "rule": rule}
+
+
 @app.command(name="meta-train")
 def meta_train(
     family: Annotated[
-        str, typer.Option(help="Task family: quadratic, sinusoid, digits or poisson.")
-    ],
-    method: Annotated[str, typer.Option(help="lstm, meta_sgd, warp_grad, l2o or schedule.")],
-    out: Annotated[Path, typer.Option(help="Output directory (optimizer.pt, ...).")],
-    meta_steps: Annotated[int, typer.Option("--meta-steps", help="Meta-steps.")] = 100,
-    inner_steps: Annotated[int, typer.Option("--inner-steps", help="Steps of one inner run.")] = 20,
+        str | None, typer.Option(help="Task family: quadratic, sinusoid, digits or poisson.")
+    ] = None,
+    method: Annotated[
+        str | None, typer.Option(help="lstm, meta_sgd, warp_grad, l2o or schedule.")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Output directory (optimizer.pt, ...).")] = None,
+    config_file: Annotated[
+        Path | None, typer.Option("--config", help="TOML file with a [meta_train] table.")
+    ] = None,
+    meta_steps: Annotated[
+        int | None, typer.Option("--meta-steps", help="Meta-steps [100].")
+    ] = None,
+    inner_steps: Annotated[
+        int | None, typer.Option("--inner-steps", help="Steps of one inner run [20].")
+    ] = None,
     unroll_steps: Annotated[
-        int, typer.Option("--unroll-steps", help="Truncation length of the unrolled BPTT.")
-    ] = 20,
-    meta_lr: Annotated[float, typer.Option("--meta-lr", help="Adam's lr on the rule.")] = 1e-3,
+        int | None, typer.Option("--unroll-steps", help="Truncation length of the BPTT [20].")
+    ] = None,
+    meta_lr: Annotated[
+        float | None, typer.Option("--meta-lr", help="Adam's lr on the rule [1e-3].")
+    ] = None,
     inner_lr: Annotated[
-        float,
+        float | None,
         typer.Option(
-            "--inner-lr", help="Base lr (l2o, schedule), α (warp_grad), initial α (meta_sgd)."
+            "--inner-lr",
+            help="Base lr (l2o, schedule), α (warp_grad), initial α (meta_sgd) [1e-2].",
         ),
-    ] = 1e-2,
+    ] = None,
     meta_objective: Annotated[
-        str, typer.Option("--meta-objective", help="loss or log_loss (lstm, l2o, schedule).")
-    ] = "loss",
+        str | None, typer.Option("--meta-objective", help="loss or log_loss [loss].")
+    ] = None,
     first_order: Annotated[
         bool, typer.Option("--first-order", help="Drop ∂g/∂φ from the meta-gradient.")
     ] = False,
-    episodes: Annotated[int, typer.Option("--episodes", help="Train episodes per meta-step.")] = 4,
+    episodes: Annotated[
+        int | None, typer.Option("--episodes", help="Train episodes per meta-step [4].")
+    ] = None,
     val_every: Annotated[
-        int, typer.Option("--val-every", help="Meta-steps between validations.")
-    ] = 10,
+        int | None, typer.Option("--val-every", help="Meta-steps between validations [10].")
+    ] = None,
     val_episodes: Annotated[
-        int, typer.Option("--val-episodes", help="Validation episodes (val split).")
-    ] = 4,
+        int | None, typer.Option("--val-episodes", help="Validation episodes [4].")
+    ] = None,
     patience: Annotated[
         int | None,
-        typer.Option(help="Stop after this many validations without a new best (default: off)."),
+        typer.Option(help="Stop after this many validations without a new best [off]."),
     ] = None,
     test_episodes: Annotated[
-        int, typer.Option("--test-episodes", help="Test-split episodes of the final report.")
-    ] = 4,
+        int | None, typer.Option("--test-episodes", help="Test episodes of the final report [4].")
+    ] = None,
     seed: Annotated[
-        int, typer.Option(help="Seed of the rule's weights and of the train episodes.")
-    ] = 0,
+        int | None, typer.Option(help="Seed of the rule's weights and of the train episodes [0].")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
-    """Meta-train a learned optimizer on a task family; write OUT/optimizer.pt."""
+    """Meta-train a learned optimizer on a task family; write OUT/optimizer.pt.
+
+    Flags override the --config file's [meta_train] table, which overrides the defaults.
+    """
     from pinnopt.learned.meta import MetaOptimizerConfig
     from pinnopt.learned.tasks import build_family
     from pinnopt.learned.train import check_arguments
     from pinnopt.learned.train import meta_train as run_meta_train
 
-    flags = {"method": "--method", "meta_steps": "--meta-steps", "inner_steps": "--inner-steps",
-             "unroll_steps": "--unroll-steps", "meta_lr": "--meta-lr", "inner_lr": "--inner-lr",
-             "meta_objective": "--meta-objective",
-             "episodes_per_step": "--episodes", "val_every": "--val-every",
-             "val_episodes": "--val-episodes", "seed": "--seed", "patience": "--patience",
-             "test_episodes": "--test-episodes"}  # fmt: skip
+    given = {"family": family, "method": method, "out": out, "meta_steps": meta_steps,
+             "episodes": episodes, "val_every": val_every, "val_episodes": val_episodes,
+             "patience": patience, "test_episodes": test_episodes, "seed": seed}  # fmt: skip
+    file = read_meta_train_file(config_file) if config_file else {}
+    loop = {**META_TRAIN_LOOP, **file.get("loop", {})}
+    loop.update({k: v for k, v in given.items() if v is not None})
+    for key in ("family", "method", "out"):
+        if loop[key] is None:
+            raise ConfigError(f"--{key}: required (or meta_train.{key} in --config)")
+    family, method, out = loop["family"], loop["method"], Path(loop["out"])
     try:
-        fam = build_family(family)
+        fam = build_family(family, **file.get("family_options", {}))
     except ValueError as e:
-        raise ConfigError(f"--family: {e}") from None
+        where = "meta_train.family_options" if file.get("family_options") else "--family"
+        raise ConfigError(f"{where}: {e}") from None
+    rule = dict(file.get("rule", {}))
+    flags = {"inner_steps": inner_steps, "unroll_steps": unroll_steps, "meta_lr": meta_lr,
+             "inner_lr": inner_lr, "meta_objective": meta_objective}  # fmt: skip
+    rule.update({k: v for k, v in flags.items() if v is not None})
+    if first_order:
+        rule["second_order"] = False
     try:
-        config = MetaOptimizerConfig(method=method, inner_steps=inner_steps,
-                                     unroll_steps=unroll_steps, meta_lr=meta_lr,
-                                     inner_lr=inner_lr, meta_objective=meta_objective,
-                                     second_order=not first_order, seed=seed)  # fmt: skip
-        check_arguments(meta_steps, episodes, val_every, val_episodes, seed, patience=patience,
-                        test_episodes=test_episodes)  # fmt: skip
+        config = MetaOptimizerConfig(method=method, seed=loop["seed"], **rule)
+        check_arguments(loop["meta_steps"], loop["episodes"], loop["val_every"],
+                        loop["val_episodes"], loop["seed"], patience=loop["patience"],
+                        test_episodes=loop["test_episodes"])  # fmt: skip
     except ValueError as e:
-        raise _flag_error(e, flags) from None
-    m = run_meta_train(fam, config, out, meta_steps=meta_steps, episodes_per_step=episodes,
-                       val_every=val_every, val_episodes=val_episodes, seed=seed,
-                       progress=not quiet, patience=patience,
-                       test_episodes=test_episodes)  # fmt: skip
+        raise _flag_error(e, META_TRAIN_FLAGS) from None
+    test_episodes = loop["test_episodes"]
+    m = run_meta_train(fam, config, out, meta_steps=loop["meta_steps"],
+                       episodes_per_step=loop["episodes"], val_every=loop["val_every"],
+                       val_episodes=loop["val_episodes"], seed=loop["seed"], progress=not quiet,
+                       patience=loop["patience"], test_episodes=test_episodes)  # fmt: skip
     lines = [
         f"{m['method']} on {m['family']}: best val loss {m['best_val_loss']:.3e} at meta-step "
         f"{m['best_meta_step']} (untrained {m['initial_val_loss']:.3e}) after "
