@@ -188,3 +188,15 @@ def test_a_run_that_raises_is_recorded_and_the_matrix_goes_on(tmp_path, capsys, 
     line = next(x for x in (out / "results.md").read_text().splitlines() if "| poisson1d" in x)
     assert line.endswith("| error, completed |")
     assert f"| {float(rows[1]['rel_l2']):.2e} |" in line  # the median of the finished seed
+
+
+def test_slug_of_a_learned_optimizer_path_is_one_directory(tmp_path):
+    from torch import nn
+
+    from pinnopt.learned import MetaOptimizer, MetaOptimizerConfig
+
+    rule = tmp_path / "m" / "optimizer.pt"
+    rule.parent.mkdir()
+    MetaOptimizer(nn.Linear(2, 1), MetaOptimizerConfig(method="l2o")).save(rule)
+    name = slug(f"adam:3,l2o:{rule}")
+    assert "/" not in name and name.startswith("adam-3+l2o-") and name.endswith("_m_optimizer.pt")

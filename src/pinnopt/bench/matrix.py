@@ -46,8 +46,10 @@ def canonical_chain(text: str) -> str:
 
 
 def slug(optimizer: str) -> str:
-    """A directory name for an optimizer chain: ``adam:1000,lbfgs`` → ``adam-1000+lbfgs``."""
-    return canonical_chain(optimizer).replace(":", "-").replace(",", "+")
+    """A directory name for an optimizer chain: ``adam:1000,lbfgs`` → ``adam-1000+lbfgs``,
+    ``l2o:runs/m/optimizer.pt`` → ``l2o-runs_m_optimizer.pt`` (one level, not nested)."""
+    text = canonical_chain(optimizer).replace(":", "-").replace(",", "+")
+    return text.replace("/", "_").replace("\\", "_")
 
 
 def run_dir(out: str | Path, problem: str, optimizer: str, seed: int) -> Path:
