@@ -42,7 +42,7 @@ from pinnopt.evaluation import Evaluator
 from pinnopt.models import MODELS, build_model
 from pinnopt.objective import Objective
 from pinnopt.problems.base import Box
-from pinnopt.problems.poisson import _poisson
+from pinnopt.problems.poisson import poisson_problem
 
 SPLITS = ("train", "val", "test")
 DIGIT_CLASS_SPLITS = {"train": (0, 1, 2, 3), "val": (4, 5, 6), "test": (7, 8, 9)}
@@ -452,7 +452,9 @@ class PoissonFamily(TaskFamily):
 
         box = Box([0.0] * d, [1.0] * d)
         text = f"-Lap u = f on [0,1]^{d}, random manufactured u, seed {seed}"
-        problem = _poisson(f"poisson{d}d_random", box, exact, source, self.n_pde, self.n_bc, text)
+        problem = poisson_problem(
+            f"poisson{d}d_random", box, exact, source, self.n_pde, self.n_bc, text
+        )
         points = problem.sample(g)
         evaluator = functools.cache(lambda: Evaluator(problem))
 

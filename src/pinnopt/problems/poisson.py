@@ -18,8 +18,9 @@ def _sine_product(x: Tensor) -> Tensor:
     return torch.sin(PI * x).prod(dim=1)
 
 
-def _poisson(name: str, box: Box, exact, source, n_pde: int, n_bc: int, description: str):
-    """-Δu = source on the box, u = exact on its boundary."""
+def poisson_problem(name: str, box: Box, exact, source, n_pde: int, n_bc: int, description: str):
+    """The problem −Δu = source on the box, u = exact on its boundary (the registry's
+    Poisson problems and :class:`pinnopt.learned.tasks.PoissonFamily` are built with it)."""
 
     def pde(u: Jet, x: Tensor) -> Tensor:
         return -u.laplacian() - source(x)
@@ -39,7 +40,7 @@ def _poisson(name: str, box: Box, exact, source, n_pde: int, n_bc: int, descript
 def poisson1d() -> Problem:
     """-u'' = π² sin(πx) on [0, 1], u(0) = u(1) = 0; u = sin(πx)."""
     box = Box([0.0], [1.0])
-    return _poisson(
+    return poisson_problem(
         "poisson1d", box, _sine_product, lambda x: PI**2 * _sine_product(x), 200, 2,
         "-u'' = pi^2 sin(pi x) on [0,1], u(0)=u(1)=0",
     )  # fmt: skip
@@ -49,7 +50,7 @@ def poisson1d() -> Problem:
 def poisson2d() -> Problem:
     """-Δu = 2π² sin(πx) sin(πy) on [0, 1]², u = 0 on the boundary; u = sin(πx) sin(πy)."""
     box = Box([0.0, 0.0], [1.0, 1.0])
-    return _poisson(
+    return poisson_problem(
         "poisson2d", box, _sine_product, lambda x: 2 * PI**2 * _sine_product(x), 1000, 200,
         "-Lap u = 2 pi^2 sin(pi x) sin(pi y) on [0,1]^2, u=0 on the boundary",
     )  # fmt: skip
@@ -59,7 +60,7 @@ def poisson2d() -> Problem:
 def poisson3d() -> Problem:
     """-Δu = 3π² u on [0, 1]³ with u = sin(πx) sin(πy) sin(πz), Dirichlet."""
     box = Box([0.0] * 3, [1.0] * 3)
-    return _poisson(
+    return poisson_problem(
         "poisson3d", box, _sine_product, lambda x: 3 * PI**2 * _sine_product(x), 2000, 600,
         "-Lap u = 3 pi^2 u on [0,1]^3, u = sin(pi x) sin(pi y) sin(pi z)",
     )  # fmt: skip
@@ -73,7 +74,7 @@ def _cos_sum(x: Tensor) -> Tensor:
 def poisson5d() -> Problem:
     """-Δu = π² Σ cos(πx_i) on [0, 1]⁵ with u = Σ cos(πx_i), Dirichlet from u."""
     box = Box([0.0] * 5, [1.0] * 5)
-    return _poisson(
+    return poisson_problem(
         "poisson5d", box, _cos_sum, lambda x: PI**2 * _cos_sum(x), 3000, 1000,
         "-Lap u = pi^2 sum cos(pi x_i) on [0,1]^5, u = sum cos(pi x_i)",
     )  # fmt: skip
