@@ -37,6 +37,7 @@ A finished meta-training run in ``meta/`` is reused, not repeated.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import math
 import platform
@@ -77,7 +78,6 @@ SMOKE = {"quadratic": {"dim": 4}, "poisson": {"n_pde": 8, "n_bc": 4, "width": 4,
 def run(task, build, steps: int) -> dict:
     """``steps`` steps of the optimizer ``build(params)`` on ``task``: the loss before each
     step and after the last (steps + 1 values, ∞ once non-finite), seconds, final metric."""
-    torch.manual_seed(0)
     model = task.init_model()
     opt = build(model.parameters())
     losses = []
@@ -237,8 +237,6 @@ def markdown(res: dict, command: str) -> str:
 
 def meta_summary(out: Path) -> dict:
     metrics = json.loads((out / "metrics.json").read_text())
-    import csv
-
     with open(out / "history.csv") as f:
         rows = [r for r in csv.DictReader(f) if r["meta_loss"] != ""]
     losses = [float(r["meta_loss"]) for r in rows]

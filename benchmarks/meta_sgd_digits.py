@@ -79,6 +79,7 @@ from pinnopt.learned import (
     load_learned,
     meta_train,
 )
+from pinnopt.learned.train import adapt
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASS_SPLITS = {"train": (0, 1, 2, 3, 4), "val": (0, 1, 2, 3, 4), "test": (5, 6, 7, 8, 9)}
@@ -141,19 +142,10 @@ def load_rule(path: Path, model: torch.nn.Module) -> MetaOptimizer:
 
 
 def adapted_accuracy(meta: MetaOptimizer, task: Task, steps: int) -> float:
-    """Query accuracy after ``steps`` steps θ ← θ − α ∘ ∇L_support(θ) from the learned θ_0."""
-    model = task.init_model()
-    params = list(model.parameters())
-    with torch.no_grad():
-        for p, init in zip(params, meta.learned_init().values()):
-            p.copy_(init)
-    for _ in range(steps):
-        grads = torch.autograd.grad(task.loss(model), params)
-        with torch.no_grad():
-            updates, _ = meta.compute_update(list(grads), meta.init_state(params))
-            for p, u in zip(params, updates):
-                p.add_(u)
-    return task.evaluate(model)
+    """Query accuracy after ``steps`` steps θ ← θ − α ∘ ∇L_support(θ) from the learned θ_0
+    (0 if the support loss stops being finite)."""
+    model = adapt(meta, task, steps)
+    return 0.0 if model is None else task.evaluate(model)
 
 
 def nearest_neighbour_accuracy(task: Task) -> float:

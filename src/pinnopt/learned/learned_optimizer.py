@@ -54,7 +54,8 @@ class LearnedOptimizer(Optimizer):
     (``lstm``: Andrychowicz et al. 2016; ``meta_sgd``: Li et al. 2017; ``l2o``).
 
     The rule's inner state is kept per parameter in ``self.state[p]`` (``hidden``,
-    ``cell``, and for ``l2o`` ``m``, ``v``; ``step``), so ``state_dict()`` round-trips.
+    ``cell``, and for ``l2o`` and ``schedule`` ``m``, ``v``; ``step``), so ``state_dict()``
+    round-trips.
     Each param group is one call of the rule (per-tensor statistics of ``l2o`` are per
     tensor anyway; ``lstm``: one call per ``chunk_size`` coordinates). ``meta_sgd``'s
     learned α (per coordinate, or one scalar with ``per_parameter_lr=False``) fits only a
@@ -74,7 +75,7 @@ class LearnedOptimizer(Optimizer):
 
     The ``hidden`` and ``cell`` states are kept in the rule's dtype (``config.dtype``),
     also through ``load_state_dict`` (which would cast them to the parameter's dtype);
-    ``l2o``'s ``m`` and ``v`` are in the parameter's dtype.
+    ``m`` and ``v`` are in the parameter's dtype.
     """
 
     def __init__(
@@ -131,7 +132,6 @@ class LearnedOptimizer(Optimizer):
             cell=cell,
             step_count=max(steps, default=0),
             moments=moments,
-            per_param_lr=list(getattr(self.rule, "alpha", [])) or None,
         )
 
     def load_state_dict(self, state_dict: dict) -> None:

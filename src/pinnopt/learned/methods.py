@@ -88,6 +88,25 @@ def _coordinatewise(net: nn.Module, x: Tensor) -> Tensor:
     return torch.cat([net(x[i : i + MLP_CHUNK]) for i in range(0, len(x), MLP_CHUNK)])
 
 
+ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # the accumulators of l2o and schedule
+
+
+def _adam_moments(g: Tensor, m: Tensor, v: Tensor, t: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Adam's step t on (m, v): the new m, v, the bias-corrected m̂ and √v̂ + ε."""
+    (b1, b2), eps = ADAM_BETAS, ADAM_EPS
+    m = b1 * m + (1 - b1) * g
+    v = b2 * v + (1 - b2) * g * g
+    return m, v, m / (1 - b1**t), torch.sqrt(v / (1 - b2**t)) + eps
+
+
+def _check_shapes(method: str, theirs: Sequence[torch.Size], mine: Sequence[tuple]) -> None:
+    """ValueError unless a model's parameter shapes are those a rule was built for."""
+    theirs = [tuple(s) for s in theirs]
+    if theirs != [tuple(s) for s in mine]:
+        raise ValueError(f"Invalid params for {method}: parameter shapes {theirs} do not match "
+                         f"the learned parameter shapes {list(mine)}")  # fmt: skip
+
+
 def _flat(tensors: Sequence[Tensor]) -> Tensor:
     return torch.cat([t.reshape(-1) for t in tensors])
 
@@ -184,17 +203,8 @@ class MetaSGDRule(nn.Module):
             return list(self.alpha)
         return [self.alpha[0] for _ in self.init]
 
-    def state_sizes(self, params: Sequence[Tensor]) -> list[int]:
-        return [0 for _ in params]
-
     def check_shapes(self, shapes: Sequence[torch.Size]) -> None:
-        mine = [tuple(t.shape) for t in self.init]
-        theirs = [tuple(s) for s in shapes]
-        if mine != theirs:
-            raise ValueError(
-                f"Invalid params for meta_sgd: parameter shapes {theirs} do not match the "
-                f"learned parameter shapes {mine}"
-            )
+        _check_shapes("meta_sgd", shapes, [t.shape for t in self.init])
 
     def init_state(self, params: Sequence[Tensor]) -> OptimizerState:
         self.check_shapes([p.shape for p in params])
@@ -227,8 +237,6 @@ class L2ORule(nn.Module):
     tensor: 2·num_layers·hidden_size floats per tensor, independent of its size.
     """
 
-    beta1, beta2, eps = 0.9, 0.999, 1e-8
-
     def __init__(self, hidden_size: int, num_layers: int, lr: float) -> None:
         super().__init__()
         self.lr = lr
@@ -253,14 +261,11 @@ class L2ORule(nn.Module):
         self, grads: Sequence[Tensor], state: OptimizerState
     ) -> tuple[list[Tensor], OptimizerState]:
         t = state.step_count + 1
-        b1, b2, eps = self.beta1, self.beta2, self.eps
         moments, a_list, r_list = [], [], []
         for g, (m, v) in zip(grads, state.moments):
-            m = b1 * m + (1 - b1) * g
-            v = b2 * v + (1 - b2) * g * g
-            denom = torch.sqrt(v / (1 - b2**t)) + eps
+            m, v, m_hat, denom = _adam_moments(g, m, v, t)
             moments.append([m, v])
-            a_list.append(m / (1 - b1**t) / denom)
+            a_list.append(m_hat / denom)
             r_list.append(g / denom)
         dt = self.head.weight.dtype
         a, r = _flat(a_list).to(dt), _flat(r_list).to(dt)
@@ -321,16 +326,8 @@ class WarpGradRule(nn.Module):
             [nn.Parameter(torch.eye(_rows(t), dtype=t.dtype)) for t in init]
         )
 
-    def state_sizes(self, params: Sequence[Tensor]) -> list[int]:
-        return [0 for _ in params]
-
     def check_shapes(self, shapes: Sequence[torch.Size]) -> None:
-        theirs = [tuple(s) for s in shapes]
-        if theirs != self.shapes:
-            raise ValueError(
-                f"Invalid params for warp_grad: parameter shapes {theirs} do not match the "
-                f"warped shapes {self.shapes}"
-            )
+        _check_shapes("warp_grad", shapes, self.shapes)
 
     def init_state(self, params: Sequence[Tensor]) -> OptimizerState:
         self.check_shapes([p.shape for p in params])
@@ -364,8 +361,6 @@ class ScheduleRule(nn.Module):
     ``build_scheduler("learned", …)`` applies to any optimizer's lr.
     """
 
-    beta1, beta2, eps = 0.9, 0.999, 1e-8
-
     def __init__(self, knots: int, lr: float, horizon: int) -> None:
         super().__init__()
         self.lr, self.horizon = lr, horizon
@@ -381,9 +376,6 @@ class ScheduleRule(nn.Module):
         w = x - i
         return torch.exp((1 - w) * s[i] + w * s[i + 1])
 
-    def state_sizes(self, params: Sequence[Tensor]) -> list[int]:
-        return [0 for _ in params]
-
     def init_state(self, params: Sequence[Tensor]) -> OptimizerState:
         return OptimizerState(moments=[[torch.zeros_like(p), torch.zeros_like(p)] for p in params])
 
@@ -391,13 +383,10 @@ class ScheduleRule(nn.Module):
         self, grads: Sequence[Tensor], state: OptimizerState
     ) -> tuple[list[Tensor], OptimizerState]:
         t = state.step_count + 1
-        b1, b2, eps = self.beta1, self.beta2, self.eps
         lr = self.lr * self.multiplier((t - 1) / self.horizon)
         updates, moments = [], []
         for g, (m, v) in zip(grads, state.moments):
-            m = b1 * m + (1 - b1) * g
-            v = b2 * v + (1 - b2) * g * g
-            step = (m / (1 - b1**t)) / (torch.sqrt(v / (1 - b2**t)) + eps)
-            updates.append((-lr * step).to(g.dtype))
+            m, v, m_hat, denom = _adam_moments(g, m, v, t)
+            updates.append((-lr * (m_hat / denom)).to(g.dtype))
             moments.append([m, v])
         return updates, replace(state, moments=moments, step_count=t)

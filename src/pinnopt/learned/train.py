@@ -47,6 +47,7 @@ from rich.progress import (  # noqa: E402
     TextColumn,
     TimeElapsedColumn,
 )
+from torch import nn  # noqa: E402
 
 from pinnopt.learned.meta import Episode, MetaOptimizer, MetaOptimizerConfig  # noqa: E402
 from pinnopt.learned.methods import OptimizerState  # noqa: E402
@@ -85,11 +86,10 @@ def check_arguments(
         raise ValueError(f"Invalid seed: {seed!r} (need an integer >= 0)")
 
 
-def inner_run_loss(meta: MetaOptimizer, task: Task, steps: int) -> float:
-    """The loss at the end of ``steps`` steps of ``meta``'s current rule on ``task``
-    (no meta-gradients): the task loss for ``lstm``/``l2o``/``schedule``; for
-    ``warp_grad`` the query loss, and for ``meta_sgd`` the query loss after ``steps``
-    steps from its learned θ_0 (their own meta-objectives)."""
+def adapt(meta: MetaOptimizer, task: Task, steps: int) -> nn.Module | None:
+    """The task's model after ``steps`` steps of ``meta``'s current rule (no
+    meta-gradients; ``meta_sgd`` starts from its learned θ_0), or None once the task
+    loss is not finite."""
     model = task.init_model()
     params = list(model.parameters())
     sgd = meta.config.method == "meta_sgd"
@@ -101,13 +101,23 @@ def inner_run_loss(meta: MetaOptimizer, task: Task, steps: int) -> float:
     for _ in range(steps):
         loss = task.loss(model)
         if not torch.isfinite(loss):
-            return math.inf
+            return None
         grads = torch.autograd.grad(loss, params)
         with torch.no_grad():
             updates, new = meta.compute_update(list(grads), state)
             state = OptimizerState() if sgd else new
             for p, u in zip(params, updates):
                 p.add_(u)
+    return model
+
+
+def inner_run_loss(meta: MetaOptimizer, task: Task, steps: int) -> float:
+    """The loss after :func:`adapt` (``inf`` if not finite): the task loss for
+    ``lstm``/``l2o``/``schedule``, the query loss for ``warp_grad`` and ``meta_sgd``
+    (their own meta-objectives)."""
+    model = adapt(meta, task, steps)
+    if model is None:
+        return math.inf
     query = meta.config.method in ("meta_sgd", "warp_grad")
     final = Episode(task).query() if query else task.loss
     with torch.no_grad():
@@ -121,8 +131,10 @@ def validate(meta: MetaOptimizer, tasks: list[Task]) -> float:
     losses = [inner_run_loss(meta, t, meta.config.inner_steps) for t in tasks]
     if meta.config.meta_objective != "log_loss":
         return sum(losses) / len(losses)
-    if math.inf in losses or 0.0 in losses:
-        return max(losses) if math.inf in losses else 0.0
+    if math.inf in losses:
+        return math.inf
+    if 0.0 in losses:
+        return 0.0
     return math.exp(sum(math.log(v) for v in losses) / len(losses))
 
 

@@ -218,11 +218,15 @@ class _LaplacianSmoothed(Optimizer):
                 type(self)._update(params, grads, *buffers, tuple(smoothed), rows, **hyper)
                 continue
             scalars = torch.tensor(rows, dtype=torch.float64, device=params[0].device)
-            large = [i for i, p in enumerate(params) if p.numel() >= FUSED_OWN_CALL_NUMEL]
-            for part in [[i] for i in large] + [sorted(set(range(len(params))) - set(large))]:
-                if part:
-                    self._fused_update(part, part[0] in large, params, grads, buffers,
-                                       smoothed, scalars, hyper)  # fmt: skip
+            args = (params, grads, buffers, smoothed, scalars, hyper)
+            small = []
+            for i, p in enumerate(params):
+                if p.numel() >= FUSED_OWN_CALL_NUMEL:
+                    self._fused_update([i], True, *args)
+                else:
+                    small.append(i)
+            if small:
+                self._fused_update(small, False, *args)
         return loss
 
     def _fused_update(self, part, own_call, params, grads, buffers, smoothed, scalars, hyper):
