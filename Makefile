@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 
 # Gauss-Newton on a 2-32-1 tanh MLP: poisson2d to rel_l2 ~1e-6 in well under a minute.
 demo: install
-	$(BIN)/pinnopt solve poisson2d --optimizer gn --depth 1 --steps 2000 --out runs/demo
+	$(BIN)/pinnopt solve poisson2d --optimizer gn --depth 1 --steps 2000 --threads 1 --out runs/demo --overwrite
 
 test: install
 	$(BIN)/ruff check src tests benchmarks

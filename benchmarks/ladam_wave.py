@@ -71,7 +71,7 @@ def config(args, c2: float | None, seed: int):
 def run_one(cfg) -> dict:
     out = cfg.out_dir()
     if not (out / "metrics.json").exists():
-        solve(cfg)
+        solve(cfg, overwrite=True)  # an unfinished run is started again
     return json.loads((out / "metrics.json").read_text())
 
 

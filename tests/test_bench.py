@@ -167,10 +167,10 @@ def test_a_run_that_raises_is_recorded_and_the_matrix_goes_on(tmp_path, capsys, 
 
     real_solve = runner.solve
 
-    def flaky(config):
+    def flaky(config, **options):
         if config.training.seed == 0:
             raise RuntimeError("out of memory")
-        return real_solve(config)
+        return real_solve(config, **options)
 
     monkeypatch.setattr(runner, "solve", flaky)
     out = tmp_path / "b"
@@ -200,3 +200,37 @@ def test_slug_of_a_learned_optimizer_path_is_one_directory(tmp_path):
     MetaOptimizer(nn.Linear(2, 1), MetaOptimizerConfig(method="l2o")).save(rule)
     name = slug(f"adam:3,l2o:{rule}")
     assert "/" not in name and name.startswith("adam-3+l2o-") and name.endswith("_m_optimizer.pt")
+
+
+@pytest.fixture
+def saved_figures(monkeypatch):
+    """The figures written by ``savefig`` during the test (still inspectable after closing)."""
+    from matplotlib.figure import Figure
+
+    saved = []
+    real_savefig = Figure.savefig
+
+    def savefig(fig, *args, **kwargs):
+        saved.append(fig)
+        return real_savefig(fig, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", savefig)
+    return saved
+
+
+def test_error_vs_time_marks_each_evaluation_point(tmp_path, saved_figures):
+    from pinnopt.bench.plot import Curve, plot_error_vs_time
+
+    one = Curve("poisson1d", "gn", 0, [0, 10, 20], [0.1, 0.5, 2.0], [1.0, 1e-3, 1e-6])
+    seeds = [Curve("poisson1d", "adam", s, [0, 10, 20], [0.1, 0.5 + s, 3.0], [1.0, 0.1, 0.01])
+             for s in (0, 1)]  # fmt: skip
+    plot_error_vs_time([one, *seeds], tmp_path / "error_vs_time.png")
+    (fig,) = saved_figures
+    lines = [ln for ln in fig.axes[0].get_lines() if len(ln.get_xdata())]
+    by_x = {tuple(ln.get_xdata()): ln for ln in lines}
+    for c in [one, *seeds]:  # every run's evaluations are drawn as markers
+        line = by_x[tuple(c.time)]
+        assert line.get_marker() not in ("", "None", " ", None)
+        assert list(line.get_ydata()) == c.rel_l2
+    (median,) = [ln for ln in lines if ln.get_label() == "adam (median)"]
+    assert len(median.get_xdata()) == 200 and median.get_marker() == "None"  # interpolated

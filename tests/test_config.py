@@ -8,7 +8,8 @@ def test_defaults_are_a_valid_run():
     assert cfg.problem.name == "poisson2d"
     assert cfg.training.dtype == "float64"
     assert cfg.optim.optimizer == "adam:1000,lbfgs"
-    assert str(cfg.out_dir()) == "runs/poisson2d"
+    with pytest.raises(ConfigError, match="output.out: no run directory chosen yet"):
+        cfg.out_dir()
 
 
 @pytest.mark.parametrize(
@@ -32,6 +33,33 @@ def test_defaults_are_a_valid_run():
 def test_bad_values_name_the_field(data, message):
     with pytest.raises(ConfigError, match=message):
         make_config(data)
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        (
+            '[training]\nsteps = "1000"',
+            "training.steps: Input should be a valid integer, got '1000'",
+        ),
+        ('[optim]\nlr = "1e-3"', "optim.lr: Input should be a valid number, got '1e-3' \\(str\\)"),
+        ('[training]\nthreads = "1"', "training.threads: Input should be a valid integer, got '1'"),
+        ("[training]\nthreads = true", "training.threads: .* got True \\(bool\\)"),
+        ("[training]\nsteps = 10.0", "training.steps: Input should be a valid integer, got 10.0"),
+        ('[problem]\npoints = { pde = "10" }', "problem.points.pde: Input should be a valid int"),
+        ("[output]\nquiet = 1", "output.quiet: Input should be a valid boolean, got 1"),
+    ],
+)
+def test_toml_values_of_the_wrong_type_are_refused_not_converted(tmp_path, toml, message):
+    path = tmp_path / "c.toml"
+    path.write_text(toml + "\n")
+    with pytest.raises(ConfigError, match=message):
+        load_config(path)
+
+
+def test_numbers_keep_their_meaning_across_int_and_float():
+    cfg = make_config({"optim": {"lr": 1}, "training": {"time_limit": 60}})
+    assert cfg.optim.lr == 1.0 and cfg.training.time_limit == 60.0
 
 
 def test_toml_round_trip(tmp_path):

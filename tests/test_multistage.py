@@ -265,6 +265,7 @@ def test_cli_stages_2_writes_two_stages_and_a_loadable_checkpoint(tmp_path, caps
     assert stages[1]["frequency"] > 0 and stages[1]["epsilon"] > 0
     assert metrics["rel_l2"] == stages[1]["rel_l2"]
     assert metrics["steps"] == sum(s["steps"] for s in stages)
+    assert (metrics["model"], metrics["seed"]) == ("mlp", 0)  # the config's, as for one network
     header = (out / "history.csv").read_text().splitlines()[0].split(",")
     assert header[:6] == ["step", "time", "stage", "lr", "loss", "network"]
     model = load_model(out)
@@ -277,7 +278,7 @@ def test_cli_stages_2_writes_two_stages_and_a_loadable_checkpoint(tmp_path, caps
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "training.stages > 1 cannot be resumed" in err
     code, _, err = run_cli(capsys, "solve", "--resume", str(out), "--stages", "3")
-    assert code == 2 and "only --steps, --time-limit and --quiet" in err
+    assert code == 2 and "only --steps, --time-limit, --threads and --quiet" in err
 
 
 @pytest.mark.parametrize("value", ["0", "-1"])

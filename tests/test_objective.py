@@ -220,3 +220,52 @@ def test_split_and_term_losses_follow_the_terms():
     _, expected = objective.loss_terms()
     for name, value in objective.term_losses(r).items():
         torch.testing.assert_close(value, expected[name].detach(), atol=1e-15, rtol=1e-13)
+
+
+def _problem_with_bc(bc, n_bc: int = 200):
+    box = Box([0.0], [1.0])
+    terms = [
+        Term("pde", box.interior, lambda u, x: u.d2(0) + 1.0, order=2, n=30),
+        Term("bc", box.boundary(), bc, order=0, n=n_bc),
+    ]
+    problem = Problem("shapes", box, terms, lambda x: x[:, 0])
+    model = build_model("mlp", 1, box.lower, box.upper, width=8, depth=2).to(DTYPE)
+    return Objective(problem, model, problem.sample(torch.Generator().manual_seed(0)))
+
+
+@pytest.mark.parametrize("method", ["residuals", "residual_vector", "loss", "loss_terms"])
+def test_residual_of_wrong_shape_names_the_term(method):
+    objective = _problem_with_bc(lambda u, x: u.u.unsqueeze(1))  # (N, 1), not (N,)
+    match = r"term 'bc': residual must have shape \(N,\) = \(200,\), got \(200, 1\)"
+    with pytest.raises(ValueError, match=match):
+        getattr(objective, method)()
+
+
+@pytest.mark.parametrize(
+    ("bc", "got"),
+    [
+        (lambda u, x: u.u.sum(), r"got \(\)"),  # a scalar
+        (lambda u, x: torch.stack([u.u, u.u]), r"got \(2, 200\)"),
+        (lambda u, x: 0.0, "must return a tensor of shape .* got float"),
+    ],
+)
+def test_residual_shape_check_catches_scalars_transposes_and_non_tensors(bc, got):
+    with pytest.raises(ValueError, match=r"term 'bc': residual .*" + got):
+        _problem_with_bc(bc).residual_vector()
+
+
+def test_jacobian_checks_the_residual_shape_per_point():
+    objective = _problem_with_bc(lambda u, x: u.u.unsqueeze(1))
+    match = (
+        r"term 'bc': residual must have shape \(N,\) = \(1,\) "
+        r"\(one point at a time, for the Jacobian\), got \(1, 1\)"
+    )
+    with pytest.raises(ValueError, match=match):
+        objective.jacobian()
+    # a residual that reads a fixed (N,) tensor instead of x is not pointwise: the full
+    # evaluation has the right shape, but a per-point row would silently use target[0]
+    target = torch.linspace(0.0, 1.0, 200, dtype=DTYPE)
+    objective = _problem_with_bc(lambda u, x: u.u - target)
+    assert objective.residual_vector().shape == (230,)
+    with pytest.raises(ValueError, match=r"term 'bc': .* = \(1,\) .*got \(200,\)"):
+        objective.jacobian()

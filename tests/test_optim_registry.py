@@ -1,3 +1,5 @@
+import re
+
 import pytest
 import torch
 
@@ -19,11 +21,24 @@ def test_parse_chain_stages():
         ("adam:x,lbfgs", "step count 'x' of adam is not an integer"),
         ("adam:0,lbfgs", "step count of adam must be >= 1"),
         ("adam,lbfgs", r"every stage but the last needs a step count \(adam:N\)"),
+        ("adam:100,lbfgs:", r"chain 'adam:100,lbfgs:': empty step count after 'lbfgs:'"),
+        ("adam:,lbfgs", r"chain 'adam:,lbfgs': empty step count after 'adam:'"),
+        ("adam:100, lbfgs: ", r"empty step count after 'lbfgs:'; .*\(e.g. 'lbfgs:1000'\)"),
+        ("l2o:", r"chain 'l2o:': empty step count after 'l2o:'"),
     ],
 )
 def test_parse_chain_errors(text, match):
     with pytest.raises(ValueError, match=match):
         parse_chain(text)
+
+
+def test_parse_chain_l2o_path_with_empty_step_count(tmp_path):
+    rule = tmp_path / "optimizer.pt"
+    rule.write_bytes(b"")  # parse_chain only checks that the file exists
+    assert parse_chain(f"adam:3,l2o:{rule}") == [Stage("adam", 3), Stage(f"l2o:{rule}")]
+    assert parse_chain(f"l2o:{rule}:4,lbfgs") == [Stage(f"l2o:{rule}", 4), Stage("lbfgs")]
+    with pytest.raises(ValueError, match=re.escape(f"empty step count after 'l2o:{rule}:'")):
+        parse_chain(f"adam:3,l2o:{rule}:")
 
 
 def test_every_registered_optimizer_builds_and_steps():
@@ -74,7 +89,20 @@ def test_lbfgs_defaults_are_for_float64_precision():
     assert group["history_size"] == 7
 
 
-def test_bad_option_names_optimizer():
+def test_bad_option_names_optimizer_and_the_allowed_options():
     w = torch.nn.Parameter(torch.zeros(2))
-    with pytest.raises(ValueError, match="bad option for optimizer adam"):
+    with pytest.raises(ValueError, match=r"unknown option\(s\) \['nosuch'\] for optimizer adam; "
+                       r"allowed: betas, eps, weight_decay"):  # fmt: skip
         build_optimizer("adam", [w], nosuch=1)
+    with pytest.raises(ValueError, match=r"\['solvr'\] for optimizer gn; allowed: .*solver"):
+        build_optimizer("gn", [w], solvr="cg")
+    with pytest.raises(ValueError, match=r"\['scal'\] for optimizer l2o; allowed: path, scale"):
+        build_optimizer("l2o", [w], scal=2.0)
+
+
+def test_options_of_every_optimizer_come_from_its_signature():
+    for name, spec in OPTIMIZERS.items():
+        if spec.options is None:  # takes **kwargs: the base optimizer's options (meta)
+            assert name == "meta"
+            continue
+        assert "lr" not in spec.options and "params" not in spec.options, name

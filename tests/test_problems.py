@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from torch import Tensor, nn
 
 from pinnopt.derivatives import Jet, jet
+from pinnopt.evaluation import Evaluator
 from pinnopt.models import build_model
 from pinnopt.objective import Objective
 from pinnopt.problems import (
@@ -345,6 +346,64 @@ def test_evaluation_points():
     p3 = problem.evaluation_points()
     assert p3.shape == (20000, 3) and _inside(p3, problem.domain)
     assert torch.equal(p3, problem.evaluation_points())
+
+
+def test_evaluation_points_follow_eval_grid_and_eval_random():
+    def problem(dim: int, **kwargs) -> Problem:
+        box = Box([0.0] * dim, [1.0] * dim)
+        return Problem("p", box, [Term("pde", box.interior, lambda u, x: u.u)], _sum, **kwargs)
+
+    assert problem(1, eval_grid=7).evaluation_points().shape == (7, 1)
+    assert problem(2, eval_grid=7).evaluation_points().shape == (49, 2)
+    assert problem(3, eval_grid=7, eval_random=50).evaluation_points().shape == (50, 3)
+
+
+def _sum(x: Tensor) -> Tensor:
+    return x.sum(dim=1)
+
+
+def _decay(exact: Callable[[Tensor], object]) -> Problem:
+    """The README's problem (x, t) on [0, 1]², 11 × 11 evaluation points, with ``exact``."""
+    box = Box([0.0, 0.0], [1.0, 1.0])
+    return Problem("decay", box, [Term("bc", box.interior, lambda u, x: u.u)], exact, eval_grid=11)
+
+
+def _decay_exact(x: Tensor) -> Tensor:
+    return torch.exp(-x[:, 1]) * torch.sin(math.pi * x[:, 0])
+
+
+def test_evaluator_refuses_exact_of_shape_n_by_1():
+    """(N, 1) against (N,) predictions used to broadcast to N × N: a silently wrong rel_l2."""
+    problem = _decay(lambda x: _decay_exact(x).unsqueeze(1))
+    match = r"problem 'decay': exact must return shape \(N,\) for N points, here \(121,\), "
+    with pytest.raises(ValueError, match=match + r"got \(121, 1\)"):
+        Evaluator(problem)
+    with pytest.raises(ValueError, match=match + r"got \(121, 1\)"):
+        problem.reference(problem.evaluation_points())
+
+
+@pytest.mark.parametrize(
+    ("exact", "match"),
+    [
+        (lambda x: _decay_exact(x).sum(), r"shape \(N,\) .* got \(\)"),
+        (lambda x: _decay_exact(x)[:-1], r"here \(121,\), got \(120,\)"),
+        (lambda x: _decay_exact(x).numpy(), r"must return a torch.Tensor .* got ndarray"),
+        (lambda x: _decay_exact(x).to(torch.complex128), "real numbers .* torch.complex128"),
+        (lambda x: _decay_exact(x) / x[:, 0], r"11 non-finite value\(s\) .* at x = \[0.0, 0.0\]"),
+    ],
+)
+def test_evaluator_refuses_bad_exact(exact, match):
+    with pytest.raises(ValueError, match=r"problem 'decay': exact .*" + match):
+        Evaluator(_decay(exact))
+
+
+def test_reference_is_exact_as_float64():
+    x = _decay(_decay_exact).evaluation_points()
+    ref = _decay(lambda x: _decay_exact(x).float()).reference(x)
+    assert ref.dtype == DTYPE and ref.shape == (121,)
+    torch.testing.assert_close(ref, _decay_exact(x).float().double(), rtol=0, atol=0)
+    evaluator = Evaluator(get_problem("heat1d"))
+    torch.testing.assert_close(evaluator.reference, get_problem("heat1d").exact(evaluator.points))
 
 
 def test_grid():

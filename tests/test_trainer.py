@@ -196,3 +196,42 @@ def test_trainer_in_python_with_user_problem():
     )
     result = trainer.fit()
     assert result.rel_l2 < 1e-3
+
+
+def test_trainer_with_out_dir_writes_the_run_directory_a_cli_run_writes(tmp_path):
+    import json
+
+    problem = get_problem("poisson1d")
+    trainer = Trainer(
+        tiny_objective(problem),
+        parse_chain("adam"),
+        TrainerSettings(steps=5, quiet=True),
+        Evaluator(problem),
+        out_dir=tmp_path / "run",
+        metadata={"note": "from a script"},
+    )
+    result = trainer.fit()
+    names = {p.name for p in (tmp_path / "run").iterdir()}
+    assert names == {"checkpoint.pt", "metrics.json", "history.csv", "loss.png", "solution.png"}
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["problem"] == "poisson1d" and metrics["optimizer"] == "adam"
+    assert metrics["steps"] == 5 and metrics["rel_l2"] == result.rel_l2
+    assert metrics["note"] == "from a script" and metrics["status"] == "completed"
+
+
+def test_python_and_cli_share_one_eval_every_default():
+    from pinnopt.config import TrainingConfig
+
+    assert TrainerSettings().eval_every == TrainingConfig().eval_every == 100
+
+
+def test_options_for_an_optimizer_outside_the_chain_are_refused():
+    settings = TrainerSettings(steps=5, optimizer_options={"lbfgs": {"history_size": 3}})
+    with pytest.raises(ValueError, match="options for lbfgs, which the chain adam:2,gn does not"):
+        Trainer(tiny_objective(get_problem("poisson1d")), parse_chain("adam:2,gn"), settings)
+
+
+def tiny_objective(problem):
+    model = build_model("mlp", 1, [0.0], [1.0], width=4, depth=1).double()
+    points = {k: v.double() for k, v in problem.sample(torch.Generator().manual_seed(1)).items()}
+    return Objective(problem, model, points)

@@ -8,7 +8,10 @@ allowed, and exits with code 2 — never a traceback.
 from __future__ import annotations
 
 import shlex
+import signal
 import sys
+import warnings
+from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,6 +21,7 @@ from rich.table import Table
 
 from pinnopt.config import ConfigError, load_config, make_config, merge
 from pinnopt.train.checkpoint import CheckpointError
+from pinnopt.train.interrupts import exit_code
 
 app = typer.Typer(
     add_completion=False,
@@ -29,10 +33,28 @@ app = typer.Typer(
 
 EXIT_BAD_INPUT = 2
 EXIT_EXPLODED = 3  # meta-train stopped on exploding meta-gradients (its files are written)
+EXIT_INTERRUPTED = 130  # Ctrl-C; a run stopped by SIGTERM exits with 143 (128 + signal)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"pinnopt {package_version('pinnopt')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """Physics-informed neural networks trained to high precision."""
 
 
 @app.command()
 def solve(
+    ctx: typer.Context,
     problem: Annotated[
         str | None, typer.Argument(help="Problem name (see `pinnopt list`).")
     ] = None,
@@ -52,8 +74,14 @@ def solve(
     lr: Annotated[float | None, typer.Option(help="Learning rate of first-order stages.")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     dtype: Annotated[str | None, typer.Option(help="float64 or float32.")] = None,
+    threads: Annotated[
+        int | None, typer.Option(help="CPU threads for torch (0: PyTorch's default) [1].")
+    ] = None,
     config: Annotated[Path | None, typer.Option(help="TOML config file.")] = None,
-    out: Annotated[Path | None, typer.Option(help="Run directory.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Run directory [a new runs/PROBLEM-N].")] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace the run already in --out.")
+    ] = False,
     resume: Annotated[
         Path | None, typer.Option(help="Continue the run in this directory from its checkpoint.")
     ] = None,
@@ -66,9 +94,17 @@ def solve(
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
-    """Train a PINN on PROBLEM and write a run directory."""
-    from pinnopt.solve import resume_config
+    """Train a PINN on PROBLEM and write a run directory.
+
+    Ctrl-C or SIGTERM stops at the next step and still writes the run directory
+    (checkpoint, metrics, history, plots); exit code 130 (SIGINT) or 143 (SIGTERM).
+    """
+    from pinnopt.solve import output_config, resume_config
     from pinnopt.solve import solve as run_solve
+
+    if problem is None and config is None and resume is None:
+        print(ctx.get_help())
+        raise ConfigError("PROBLEM: missing; e.g. `pinnopt solve poisson2d` (see `pinnopt list`)")
 
     overrides: dict[str, dict[str, Any]] = {}
 
@@ -78,11 +114,14 @@ def solve(
 
     put("training", "steps", steps)
     put("training", "time_limit", time_limit)
+    put("training", "threads", threads)
     put("output", "quiet", True if quiet else None)
     if resume is not None:
         given = [problem, optimizer, model, width, depth, lr, seed, dtype, config, out, stages]
-        if any(v is not None for v in given):
-            raise ConfigError("--resume: only --steps, --time-limit and --quiet may be changed")
+        if any(v is not None for v in given) or overwrite:
+            raise ConfigError(
+                "--resume: only --steps, --time-limit, --threads and --quiet may be changed"
+            )
         cfg = resume_config(resume, overrides)
     else:
         put("problem", "name", problem)
@@ -96,9 +135,10 @@ def solve(
         put("training", "stages", stages)
         put("output", "out", str(out) if out is not None else None)
         cfg = load_config(config, overrides) if config is not None else make_config(overrides)
-    metrics = run_solve(cfg, resume=resume is not None)
-    out_dir = cfg.out_dir()
-    console = Console(stderr=False)
+        cfg = output_config(cfg, overwrite)
+    console = Console(highlight=False, soft_wrap=True)  # soft wrap: no line break in a number
+    console.print(start_line(cfg, resume is not None))
+    metrics = run_solve(cfg, resume=resume is not None, overwrite=overwrite)
     console.print(
         f"{metrics['problem']} with {metrics['optimizer']}: rel_l2 = {metrics['rel_l2']:.3e}, "
         f"max |error| = {metrics['max_abs_error']:.3e}, loss = {metrics['final_loss']:.3e} "
@@ -111,9 +151,31 @@ def solve(
             f"{s['wall_time_s']:.1f} s (epsilon = {s['epsilon']:.3e}, f_d = {f_d}, {s['status']})"
         )
     console.print(
-        f"run directory: {out_dir}  (metrics.json, history.csv, loss.png, solution.png)",
-        highlight=False,
+        f"run directory: {cfg.out_dir()}  (config.toml, checkpoint.pt, metrics.json, "
+        "history.csv, loss.png, solution.png)"
     )
+    if metrics["status"] == "interrupted":
+        code = exit_code(signal.Signals[metrics["signal"]]) if "signal" in metrics else 130
+        console.print(f"interrupted: resume with `pinnopt solve --resume {cfg.out_dir()}`")
+        raise typer.Exit(code=code)
+
+
+def start_line(cfg, resume: bool) -> str:
+    """What a solve is about to run, said before it starts."""
+    m, t = cfg.model, cfg.training
+    size = f"{m.width}x{m.depth}" + (f", degree {m.degree}" if m.kind == "chebykan" else "")
+    threads = t.threads or torch_threads()
+    verb = "resuming" if resume else "solving"
+    return (
+        f"{verb} {cfg.problem.name} with {cfg.optim.optimizer} ({m.kind} {size}, {t.steps} "
+        f"steps, {t.dtype}, {threads} thread{'s' if threads != 1 else ''}) in {cfg.out_dir()}"
+    )
+
+
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
 
 
 @app.command(name="list")
@@ -224,40 +286,63 @@ def blowup(
     degree: Annotated[int, typer.Option(help="Chebyshev degree of the ansatz.")] = 100,
     points: Annotated[int, typer.Option(help="Collocation points (> degree).")] = 400,
     max_steps: Annotated[int, typer.Option("--max-steps", help="Gauss–Newton steps.")] = 200,
+    time_limit: Annotated[
+        float | None,
+        typer.Option("--time-limit", help="Wall-clock budget in seconds (default: none)."),
+    ] = None,
     funnel_scan: Annotated[
         int | None,
         typer.Option("--funnel-scan", help="Funnel trainings at λ(1±10^-k), k=1..K."),
     ] = None,
     threads: Annotated[int, typer.Option(help="Torch threads (0: PyTorch's default).")] = 0,
-    out: Annotated[Path | None, typer.Option(help="Run directory.")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Run directory [a new runs/blowup-EQUATION-ORDER-N].")
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace the run already in --out.")
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
-    """Find a self-similar blow-up profile and its rate λ; write a run directory."""
-    from pinnopt.blowup.run import run_burgers
+    """Find a self-similar blow-up profile and its rate λ; write a run directory.
+
+    Ctrl-C or SIGTERM stops the run before its next Gauss–Newton step; the run
+    directory is still written (status "interrupted") and the exit code is 128 + signal.
+    """
+    from pinnopt.blowup.run import RUN_FILES, OptionError, run_burgers
+    from pinnopt.train.interrupts import StopRequest
+    from pinnopt.train.run_directory import next_run_dir
 
     if equation not in BLOWUP_EQUATIONS:
         raise ConfigError(f"equation: unknown {equation!r}; allowed: {', '.join(BLOWUP_EQUATIONS)}")
-    if hypernet is not None and not hypernet.is_file():
-        raise ConfigError(f"--hypernet: no file {hypernet}")
     if threads < 0:
         raise ConfigError(f"--threads: must be >= 0, got {threads}")
     if threads:
         import torch
 
         torch.set_num_threads(threads)
-    out = out or Path(f"runs/blowup_{equation}_{order}")
-    options = dict(degree=degree, points=points, max_steps=max_steps, funnel_scan=funnel_scan)
-    try:
-        m = run_burgers(order, out, lambda_mode, lambda0, hypernet, quiet, **options)
-    except ValueError as e:
-        raise ConfigError(str(e).replace("lambda_mode", "--lambda-mode")) from None
-    Console().print(
+    if out is None:
+        out = next_run_dir("runs", f"blowup-{equation}-{order}")
+    elif not overwrite and any((out / name).exists() for name in RUN_FILES):
+        raise ConfigError(f"--out: {out} already holds a run; choose another folder or "
+                          "overwrite it (--overwrite)")  # fmt: skip
+    options = dict(degree=degree, points=points, max_steps=max_steps, funnel_scan=funnel_scan,
+                   time_limit=time_limit)  # fmt: skip
+    with StopRequest() as stop:
+        try:
+            m = run_burgers(order, out, lambda_mode, lambda0, hypernet, quiet,
+                            should_stop=lambda: stop.requested, **options)  # fmt: skip
+        except OptionError as e:
+            raise ConfigError(str(e)) from None
+    Console(soft_wrap=True).print(  # soft wrap: one line per line, whatever the width
         f"burgers order {order}: λ = {m['lambda']:.17g} (exact {m['lambda_exact']:.17g}, "
         f"rel. error {m['lambda_rel_error']:.2e}), max |residual| = {m['max_residual']:.2e}, "
-        f"max |U − U_exact| = {m['profile_max_error']:.2e} in {m['seconds']:.1f} s\n"
-        f"run directory: {out}  (metrics.json, history.csv, profile.png, residual.png)",
+        f"max |U − U_exact| = {m['profile_max_error']:.2e} after {m['steps']} steps in "
+        f"{m['seconds']:.1f} s ({m['status']})\n"
+        f"run directory: {out}  ({', '.join(m['files'])})",
         highlight=False,
     )
+    if stop.requested:  # the files are written; report the signal as a shell would
+        raise typer.Exit(code=exit_code(stop.signum))
 
 
 def _flag_error(e: ValueError, flags: dict[str, str]) -> ConfigError:
@@ -472,12 +557,22 @@ def spread_values(argv: list[str]) -> list[str]:
     return out
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """pinnopt's own warnings as one line ``warning: …``; others as Python shows them."""
+    if "pinnopt" in Path(filename).parts:
+        print(f"warning: {message}", file=sys.stderr)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app; bad input is one line on stderr and exit code 2."""
     argv = spread_values(sys.argv[1:] if argv is None else list(argv))
     try:
-        # without standalone mode, click returns a command's typer.Exit code
-        code = app(args=argv or ["--help"], standalone_mode=False)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            # without standalone mode, click returns a command's typer.Exit code
+            code = app(args=argv or ["--help"], prog_name="pinnopt", standalone_mode=False)
     except (ConfigError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -489,6 +584,9 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Abort:
         print("aborted", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # a signal outside a run's own handling
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return code if isinstance(code, int) else 0
 
 

@@ -32,7 +32,8 @@ class ConfigError(ValueError):
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # strict: a TOML string "1000" is not a step count, nor true a thread count
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True)
 
 
 class ProblemConfig(Section):
@@ -127,7 +128,7 @@ class TrainingConfig(Section):
 
 
 class OutputConfig(Section):
-    out: str = ""  # empty: runs/<problem>
+    out: str = ""  # empty: a new runs/<problem>-N (pinnopt.solve.output_config)
     quiet: bool = False
 
 
@@ -139,7 +140,10 @@ class Config(Section):
     output: OutputConfig = Field(default_factory=OutputConfig)
 
     def out_dir(self) -> Path:
-        return Path(self.output.out or f"runs/{self.problem.name}")
+        """The run directory; ``pinnopt.solve.output_config`` chooses one when out is empty."""
+        if not self.output.out:
+            raise ConfigError("output.out: no run directory chosen yet")
+        return Path(self.output.out)
 
 
 def _one_of(value: str, allowed, what: str) -> str:
@@ -157,6 +161,8 @@ def _describe(error: ValidationError) -> str:
         section = _section_of(e["loc"][:-1])
         allowed = ", ".join(section.model_fields) if section else ""
         return f"{field}: unknown key; allowed: {allowed}"
+    if e["type"].endswith("_type"):  # a wrong type: show what was given
+        return f"{field}: {msg}, got {e['input']!r} ({type(e['input']).__name__})"
     return f"{field}: {msg}"
 
 

@@ -12,12 +12,13 @@ class Evaluator:
     """Relative L2 and max-abs error on the problem's fixed evaluation points.
 
     rel_l2 = ‖u_θ - u*‖₂ / ‖u*‖₂ over the points. The reference u* is computed
-    once (float64), which matters when it comes from quadrature (Burgers).
+    once (float64), which matters when it comes from quadrature (Burgers), and checked
+    by :meth:`Problem.reference`: an ``exact`` of the wrong shape raises ValueError here.
     """
 
     def __init__(self, problem: Problem, points: Tensor | None = None) -> None:
         self.points = problem.evaluation_points() if points is None else points
-        self.reference = problem.exact(self.points).to(torch.float64)
+        self.reference = problem.reference(self.points)
 
     @torch.no_grad()
     def predict(self, model: nn.Module, chunk: int = 65536) -> Tensor:

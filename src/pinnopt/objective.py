@@ -20,7 +20,6 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, jacrev, vmap
 
-from pinnopt.derivatives import jet
 from pinnopt.problems.base import Problem, Term
 
 # per-point Jacobian rows are built in chunks of at most this many entries (points × params)
@@ -58,11 +57,14 @@ class Objective:
                 raise ValueError(f"weight of term {name!r} must be finite and >= 0, got {w}")
 
     def residuals(self) -> dict[str, Tensor]:
-        """Unweighted residuals r_k at every term's points, each of shape (N_k,)."""
+        """Unweighted residuals r_k at every term's points, each of shape (N_k,).
+
+        A residual of any other shape raises ValueError naming its term.
+        """
         out = {}
         for term in self.problem.terms:
             x = self.points[term.name]
-            out[term.name] = term.residual(jet(self.model, x, term.order, term.trace), x)
+            out[term.name] = term.evaluate(self.model, x)
         return out
 
     def weighted(self, residuals: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -140,8 +142,7 @@ class _PointResidual(nn.Module):
         self.term = term
 
     def forward(self, x: Tensor) -> Tensor:
-        t = self.term
-        return t.residual(jet(self.model, x, t.order, t.trace), x)
+        return self.term.evaluate(self.model, x, " (one point at a time, for the Jacobian)")
 
 
 class ResidualClosure:

@@ -16,8 +16,11 @@ from pinnopt.problems.base import Problem  # noqa: E402
 
 
 def plot_loss(history: list[dict], path: str | Path) -> None:
-    """Loss and per-term losses against step (log scale), with rel_l2 where evaluated."""
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    """Loss and per-term losses against step (log scale), with rel_l2 where evaluated.
+
+    The legend sits to the right of the axes, so that it hides no curve.
+    """
+    fig, ax = plt.subplots(figsize=(8.5, 4.5))
     steps = [r["step"] for r in history]
     keys = ["loss"] + sorted({k for r in history for k in r if k.startswith("loss_")})
     for key in keys:
@@ -40,8 +43,8 @@ def plot_loss(history: list[dict], path: str | Path) -> None:
     ax.set_xlabel("step")
     ax.set_xlim(0, max(steps[-1], 1) if steps else 1)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+    fig.tight_layout()  # makes room for the legend outside the axes
     fig.savefig(path, dpi=120)
     plt.close(fig)
 

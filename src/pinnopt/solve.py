@@ -1,7 +1,10 @@
 """The solve job: config → problem + model + objective → optimizers → trainer → run directory.
 
 A run directory holds ``config.toml`` (fully resolved), ``metrics.json``,
-``history.csv``, ``loss.png``, ``solution.png`` and ``checkpoint.pt``.
+``history.csv``, ``loss.png``, ``solution.png`` and ``checkpoint.pt``
+(:mod:`pinnopt.train.run_directory`). With no ``output.out``, a run takes a new
+folder ``runs/<problem>-N``; a folder that already holds a run is refused unless
+``overwrite`` is given.
 
 With ``training.stages`` N > 1 the trainer is stage 1 of multi-stage training
 (:mod:`pinnopt.train.multistage`): N − 1 more networks follow, each an MLP of the
@@ -14,9 +17,6 @@ composite and adds ``stages`` (one entry per network), ``history.csv`` gains a
 
 from __future__ import annotations
 
-import csv
-import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +26,12 @@ from pinnopt.config import Config, ConfigError, dump_config, load_config
 from pinnopt.evaluation import Evaluator
 from pinnopt.models import build_model
 from pinnopt.objective import Objective
-from pinnopt.optim.registry import parse_chain
-from pinnopt.plots import plot_loss, plot_solution
+from pinnopt.optim.registry import parse_chain, split_name
 from pinnopt.problems import get_problem
 from pinnopt.train.checkpoint import CheckpointError, load_checkpoint
 from pinnopt.train.multistage import MultiStageResult, StagedModel, fit_stages, fourier_mlp
-from pinnopt.train.trainer import CHECKPOINT_NAME, Trainer, TrainerSettings, TrainResult
+from pinnopt.train.run_directory import check_fresh, clear_run, next_run_dir, write_run_files
+from pinnopt.train.trainer import CHECKPOINT_NAME, Trainer, TrainerSettings, check_options
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
@@ -82,12 +82,16 @@ def build_trainer(config: Config, out_dir: Path | None = None) -> Trainer:
         quiet=config.output.quiet,
     )
     stages = parse_chain(o.optimizer)
+    _field("optim.options", check_options, stages, o.options)
+    metadata = {"model": config.model.kind, "seed": t.seed}
     trainer = _field(
-        "optim", Trainer, objective, stages, settings, Evaluator(problem), out_dir=out_dir
+        "optim", Trainer, objective, stages, settings, Evaluator(problem), out_dir, None, metadata
     )
     # fail now, not after training, on bad optimizer or scheduler options
     for index, stage in enumerate(stages):
-        _field(f"optim.options.{stage.optimizer}", trainer.build_stage, index)
+        name = split_name(stage.optimizer)[0]
+        optimizer = _field(f"optim.options.{name}", trainer.build_optimizer, index)
+        _field("optim.scheduler_options", trainer.build_scheduler, index, optimizer)
     return trainer
 
 
@@ -128,40 +132,9 @@ def stage_network(config: Config, problem, index: int, frequency: float) -> torc
     )
 
 
-def write_history(history: list[dict[str, Any]], path: Path) -> None:
-    keys: list[str] = []
-    for row in history:
-        keys += [k for k in row if k not in keys]
-    first = ["step", "time", "stage", "lr", "loss", "network"]
-    keys = [k for k in first if k in keys] + [k for k in keys if k not in first]
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(history)
-
-
-def metrics_of(config: Config, trainer: Trainer, result: TrainResult) -> dict[str, Any]:
-    n_params = sum(p.numel() for p in trainer.params)
-    return {
-        "problem": config.problem.name,
-        "optimizer": config.optim.optimizer,
-        "model": config.model.kind,
-        "n_params": n_params,
-        "dtype": config.training.dtype,
-        "seed": config.training.seed,
-        "status": result.status,
-        "steps": result.steps,
-        "wall_time_s": round(result.wall_time_s, 3),
-        "final_loss": result.final_loss,
-        "loss_terms": result.loss_terms,
-        "rel_l2": result.rel_l2,
-        "max_abs_error": result.max_abs_error,
-    }
-
-
-def multistage_metrics(config: Config, run: MultiStageResult) -> dict[str, Any]:
+def multistage_metrics(run: MultiStageResult) -> dict[str, Any]:
     """Metrics of the final composite; ``steps`` and ``wall_time_s`` summed over the networks."""
-    metrics = metrics_of(config, run.trainer, run.final)
+    metrics = run.trainer.metrics(run.final)
     metrics["final_loss"] = run.stages[-1].final_loss
     metrics["loss_terms"] = run.stages[-1].loss_terms
     metrics["n_params"] = sum(p.numel() for p in run.model.parameters())
@@ -171,33 +144,52 @@ def multistage_metrics(config: Config, run: MultiStageResult) -> dict[str, Any]:
     return metrics
 
 
-def solve(config: Config, resume: bool = False) -> dict[str, Any]:
-    """Run ``config``; with ``resume`` continue from the checkpoint in its run directory."""
-    out = config.out_dir()
+def output_config(config: Config, overwrite: bool = False) -> Config:
+    """``config`` with its run directory chosen: ``output.out`` if set (refused when it
+    already holds a run, unless ``overwrite``), else a new ``runs/<problem>-N``."""
+    if not config.output.out:
+        config = config.model_copy(deep=True)
+        config.output.out = str(next_run_dir("runs", config.problem.name))
+        return config
+    try:
+        check_fresh(config.out_dir())
+    except ValueError as e:
+        if not overwrite:
+            raise ConfigError(f"output.out: {e} (--overwrite)") from None
+        clear_run(config.out_dir())
+    return config
+
+
+def solve(config: Config, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
+    """Run ``config`` and write its run directory (see :func:`output_config` for which);
+    with ``resume`` continue from the checkpoint in its run directory."""
     networks = config.training.stages
     if resume and networks > 1:
         raise ConfigError(
             f"--resume: runs with training.stages > 1 cannot be resumed (this one has "
             f"{networks}); start a new run"
         )
+    if not resume:
+        config = output_config(config, overwrite)
+    out = config.out_dir()
     trainer = build_trainer(config, out)
     if resume:
         trainer.load_state_dict(load_checkpoint(out / CHECKPOINT_NAME))
+        if trainer.finished:
+            raise ConfigError(
+                f"training.steps: the run in {out} already did {trainer.step} steps and "
+                f"{'converged' if trainer.converged else 'used its budget'}; nothing would run "
+                f"(give more --steps than {trainer.step} to continue)"
+            )
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.toml").write_text(dump_config(config))
     if networks > 1:
         problem = trainer.objective.problem
         run = fit_stages(trainer, networks, lambda k, f: stage_network(config, problem, k, f))
-        trainer, history = run.trainer, run.history
-        metrics = multistage_metrics(config, run)
+        metrics = multistage_metrics(run)
+        write_run_files(out, metrics, run.history, run.trainer.model, problem)
     else:
-        result = trainer.fit()
-        history = result.history
-        metrics = metrics_of(config, trainer, result)
-    (out / "metrics.json").write_text(json.dumps(_finite(metrics), indent=2) + "\n")
-    write_history(history, out / "history.csv")
-    plot_loss(history, out / "loss.png")
-    plot_solution(trainer.model, trainer.objective.problem, out / "solution.png")
+        metrics = trainer.metrics(trainer.fit())  # fit() wrote the run directory
     return metrics
 
 
@@ -231,12 +223,3 @@ def resume_config(run_dir: str | Path, overrides: dict[str, dict[str, Any]]) -> 
         raise ConfigError(f"--resume: no run directory {run_dir}")
     overrides = {**overrides, "output": {**overrides.get("output", {}), "out": str(run_dir)}}
     return load_config(run_dir / "config.toml", overrides)
-
-
-def _finite(obj):
-    """JSON has no NaN/Inf: write them as null."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    return obj

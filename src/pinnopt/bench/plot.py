@@ -1,11 +1,12 @@
 """Error against wall time for every run of a benchmark matrix.
 
 Each run's ``history.csv`` holds rel_l2 at its evaluation steps, with the run's
-elapsed time. A curve is those (time, rel_l2) points; the plot has one panel per
-problem and one colour per optimizer, log axes. With several seeds each seed is a
-faint line and the median over seeds a bold one, on a common log-spaced time grid
-from the latest first evaluation to the earliest last one (each seed's curve is
-interpolated linearly in log time and log error, as the faint lines are drawn).
+elapsed time. A curve is those (time, rel_l2) points, drawn as markers joined by
+straight lines; the plot has one panel per problem and one colour per optimizer, log
+axes. With several seeds each seed is a faint line and the median over seeds a bold
+one (no markers), on a common log-spaced time grid from the latest first evaluation
+to the earliest last one (each seed's curve is interpolated linearly in log time and
+log error, as the faint lines are drawn).
 """
 
 from __future__ import annotations
@@ -100,8 +101,8 @@ def plot_error_vs_time(curves: list[Curve], path: str | Path) -> None:
             for k, c in enumerate(mine):
                 if c.time:
                     label = None if several or k else optimizer
-                    ax.loglog(c.time, c.rel_l2, color=colours[optimizer],
-                              alpha=0.3 if several else 1.0, lw=1 if several else 1.5,
+                    ax.loglog(c.time, c.rel_l2, color=colours[optimizer], marker="o",
+                              ms=3, alpha=0.3 if several else 1.0, lw=1 if several else 1.5,
                               label=label)  # fmt: skip
             median = median_curve(mine) if several else None
             if median is not None:

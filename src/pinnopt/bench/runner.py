@@ -90,7 +90,7 @@ def run_matrix(
 def _one_run(run: Run) -> dict[str, Any]:
     model = run.config.model.model_dump()
     try:
-        metrics = solve(run.config)
+        metrics = solve(run.config, overwrite=True)  # a matrix re-run replaces its cells
     except Exception as e:  # a crashed run is a result of the matrix, not its end
         run.out_dir.mkdir(parents=True, exist_ok=True)
         (run.out_dir / "error.txt").write_text(traceback.format_exc())

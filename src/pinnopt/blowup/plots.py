@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import matplotlib
-import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 from torch import Tensor  # noqa: E402
 
 
@@ -52,11 +53,33 @@ def plot_residual(y: Tensor, residual: Tensor, history: list[dict], path: str | 
     plt.close(fig)
 
 
-def plot_funnel(funnel: list[dict], lam: float, lam_exact: float, path: str | Path) -> None:
+MAX_DECADE_TICKS = 3  # labelled decades on each side of 0 on the funnel's λ axis
+
+
+def funnel_axis(offsets: list[float]) -> tuple[float, float, list[float]]:
+    """(linthresh, linscale, ticks) of a symlog axis for the signed relative offsets.
+
+    The linear range around 0 ends at the decade at or below the smallest nonzero
+    offset; at most ``MAX_DECADE_TICKS`` decades are labelled on each side, every
+    ``stride``-th counted down from the largest; the linear range is ``stride`` decades
+    wide on each side (``linscale``), so that the labels next to 0 are as far apart as
+    the others and none overlap.
+    """
+    sizes = [abs(o) for o in offsets if o != 0 and math.isfinite(o)]
+    # 1e-6: an offset of 10⁻ᵏ (1 + rounding) belongs to decade −k, not to the next one
+    lo = math.floor(math.log10(min(sizes, default=1e-16)) + 1e-6)
+    hi = max(math.ceil(math.log10(max(sizes, default=1e-16)) - 1e-6), lo)
+    stride = math.ceil((hi - lo + 1) / MAX_DECADE_TICKS)
+    decades = [10.0**e for e in range(hi, lo - 1, -stride)]
+    return 10.0**lo, float(stride), sorted([-d for d in decades] + [0.0] + decades)
+
+
+def funnel_figure(funnel: list[dict], lam: float, lam_exact: float) -> Figure:
     """The funnel: the trained RMS residual (left) and the signed residual (right) against
     the relative offset (λ − λ_found)/λ_found, with the exact λ marked."""
-    offsets = [abs(f["lambda"] / lam - 1) for f in funnel] + [abs(lam_exact / lam - 1)]
-    linthresh = max(min([o for o in offsets if o > 0], default=1e-16), 1e-16)
+    offsets = [f["lambda"] / lam - 1 for f in funnel] + [lam_exact / lam - 1]
+    linthresh, linscale, ticks = funnel_axis(offsets)
+    edge = max(abs(t) for t in ticks) * 10**0.3
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
     for kind, style in (("funnel", "C0o"), ("scan", "C1s"), ("found", "k*")):
         mine = [f for f in funnel if f["kind"] == kind]
@@ -69,16 +92,21 @@ def plot_funnel(funnel: list[dict], lam: float, lam_exact: float, path: str | Pa
     for ax in (a, b):
         ax.axvline(lam_exact / lam - 1, color="k", ls=":", lw=1, label="exact λ")
         ax.set_xlabel("(λ − λ_found) / λ_found")
-        ax.set_xscale("symlog", linthresh=linthresh)
-        ax.xaxis.set_major_locator(matplotlib.ticker.SymmetricalLogLocator(
-            linthresh=linthresh, base=10, subs=[1.0]))  # fmt: skip
-        ax.tick_params(axis="x", labelrotation=45, labelsize=7)
-        ax.grid(True, which="both", alpha=0.3)
+        ax.set_xscale("symlog", linthresh=linthresh, linscale=linscale)
+        ax.set_xticks(ticks)
+        ax.set_xlim(-edge, edge)
+        ax.grid(True, which="major", alpha=0.3)
         ax.legend(fontsize=8)
     a.set_ylabel("RMS residual after training at fixed λ")
     b.set_ylabel("signed residual λ*(U_λ) − λ")
     b.axhline(0, color="grey", lw=1)
     fig.suptitle(f"funnel around λ = {lam:.16g}")
     fig.tight_layout()
+    return fig
+
+
+def plot_funnel(funnel: list[dict], lam: float, lam_exact: float, path: str | Path) -> None:
+    """Save :func:`funnel_figure` to ``path``."""
+    fig = funnel_figure(funnel, lam, lam_exact)
     fig.savefig(path, dpi=120)
     plt.close(fig)

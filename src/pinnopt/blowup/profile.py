@@ -37,6 +37,13 @@ Gauss–Newton runs with the QR solver (``solver="qr"``): the residual has to go
 1e-15, below what the normal equations can resolve. (Wang, Lai, Gómez-Serrano &
 Buckmaster, *Discovery of unstable singularities*, 2025, do the same with
 Gauss–Newton and a funnel over λ.)
+
+A search can be cut short before any Gauss–Newton step (of the profile or of a
+fixed-λ training): once ``time_limit`` seconds have passed (status ``"time_limit"``)
+or once ``should_stop()`` returns True (status ``"interrupted"``). It then ends as
+a finished one does, with the profile it has: the last state of the profile's
+Gauss–Newton or, in a funnel search cut short, the trained fixed-λ profile with the
+smallest |s| so far; the scan is skipped.
 """
 
 from __future__ import annotations
@@ -73,6 +80,7 @@ class ProfileResult:
     model: BurgersAnsatz
     history: list[dict] = field(default_factory=list)  # step, loss, lambda, seconds
     funnel: list[dict] = field(default_factory=list)  # lambda, rms, signed, kind
+    status: str = "completed"  # completed | time_limit | interrupted
 
     @property
     def lam_exact(self) -> float:
@@ -95,6 +103,7 @@ class ProfileResult:
         return {
             "order": self.order,
             "lambda_mode": self.lambda_mode,
+            "status": self.status,
             "lambda": self.lam,
             "lambda0": self.lam0,
             "lambda_exact": self.lam_exact,
@@ -139,7 +148,7 @@ def profile_problem(model: BurgersAnsatz, points: int) -> tuple[Problem, dict[st
         name=f"burgers_profile_{order}",
         domain=Box([0.0], [float(y.max())]),
         terms=[Term("d0", given, d0, order=1, n=points), Term("d1", given, d1, order=2, n=points)],
-        exact=lambda x: burgers_profile(x[:, 0], order)[0].unsqueeze(1),
+        exact=lambda x: burgers_profile(x[:, 0], order)[0],
         input_names=("y",),
         description=f"self-similar Burgers profile of order {order}",
     )
@@ -208,6 +217,14 @@ class _ProfileSolver:
         return self.model.lam.item() - float(r.dot(d) / d.dot(d))
 
 
+class _Stopped(Exception):
+    """Raised between two Gauss–Newton steps to end the search; ``status`` says why."""
+
+    def __init__(self, status: str) -> None:
+        super().__init__(status)
+        self.status = status
+
+
 def find_profile(
     order: int,
     lam0: float,
@@ -220,6 +237,10 @@ def find_profile(
     funnel_scan: int | None = None,
     damping: float = 1e-3,
     callback: Callable[[dict], None] | None = None,
+    time_limit: float | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    checkpoint: Callable[[BurgersAnsatz], None] | None = None,
+    checkpoint_every: int = 10,
 ) -> ProfileResult:
     """The order-``order`` profile and λ, starting from λ = ``lam0`` and U = the bare ansatz.
 
@@ -229,13 +250,19 @@ def find_profile(
     ``funnel_scan`` (default 3 in ``funnel`` mode, 0 otherwise) draws the funnel: trainings
     of the bare ansatz at λ (1 ± 10⁻ᵏ), k = 1 … ``funnel_scan``, in any mode.
     ``callback`` sees each history record.
+
+    Before each Gauss–Newton step the search ends early, with ``status`` "time_limit"
+    once ``time_limit`` seconds have passed, or "interrupted" once ``should_stop()``
+    returns True (the scan is then skipped). ``checkpoint(model)`` is called with the
+    profile at the start, after every ``checkpoint_every``-th step of its Gauss–Newton
+    and once a funnel search has picked its λ.
     """
     if lambda_mode not in LAMBDA_MODES:
         raise ValueError(
             f"lambda_mode must be one of {', '.join(LAMBDA_MODES)}, got {lambda_mode!r}"
         )
     counts = {"degree": degree, "points": points, "max_steps": max_steps,
-              "funnel_steps": funnel_steps}  # fmt: skip
+              "funnel_steps": funnel_steps, "checkpoint_every": checkpoint_every}  # fmt: skip
     for name, value in counts.items():
         if not (isinstance(value, int) and value >= 1):
             raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
@@ -247,6 +274,8 @@ def find_profile(
         )
     if not (math.isfinite(lam0) and lam0 > 0):
         raise ValueError(f"lambda0 must be > 0, got {lam0}")
+    if time_limit is not None and not time_limit > 0:
+        raise ValueError(f"time_limit must be > 0 seconds, got {time_limit}")
     model = BurgersAnsatz(order, lam0, degree=degree, trainable_lambda=lambda_mode == "trainable")
     solver = _ProfileSolver(model, points, damping, project=lambda_mode == "projection")
     result = ProfileResult(order, lambda_mode, lam0, lam0, 0, 0.0, model)
@@ -264,17 +293,37 @@ def find_profile(
         if callback is not None:
             callback(entry)
 
+    def tick() -> None:
+        """Called before each Gauss–Newton step: raise _Stopped when the run has to end."""
+        if should_stop is not None and should_stop():
+            raise _Stopped("interrupted")
+        if time_limit is not None and time.perf_counter() - start >= time_limit:
+            raise _Stopped("time_limit")
+
+    def save() -> None:
+        """Hand the profile to ``checkpoint``, if there is one."""
+        if checkpoint is not None:
+            checkpoint(model)
+
+    profile_steps = 0  # Gauss–Newton steps of the profile itself (not of fixed-λ trainings)
+
     def train(until: int) -> None:
         """Gauss–Newton steps on the solver until ``until`` steps in all, tol, or a stall."""
+        nonlocal profile_steps
         while result.steps < until and not solver.loss < tol:
+            tick()
             solver.step()
             result.steps += 1
+            profile_steps += 1
             record()
+            if profile_steps % checkpoint_every == 0:
+                save()
             if solver.stalled:
                 return
 
     solver.loss = solver.current_loss()
     record("start")
+    save()
 
     def at(lam: float, kind: str) -> tuple[float, dict]:
         """Train the bare ansatz at fixed λ until its loss stops falling (at most
@@ -283,6 +332,7 @@ def find_profile(
         probe = _ProfileSolver(bare, points, damping)
         probe.loss = probe.current_loss()
         for _ in range(funnel_steps):
+            tick()
             probe.step()
             result.steps += 1
             if probe.stalled:
@@ -293,19 +343,27 @@ def find_profile(
         record(kind, probe.loss, lam)
         return signed, probe.model.state_dict()
 
-    if lambda_mode == "funnel":
-        _funnel(solver, at, lambda: result.steps + funnel_steps <= max_steps)
-        train(result.steps + max_steps)  # polish the profile at the λ found
-    else:
-        train(max_steps)
+    try:
+        if lambda_mode == "funnel":
+            _funnel(solver, at, lambda: result.steps + funnel_steps <= max_steps)
+            save()
+            train(result.steps + max_steps)  # polish the profile at the λ found
+        else:
+            train(max_steps)
+    except _Stopped as stop:
+        result.status = stop.status
     found = model.lam.item()
     signed = solver.projected_lambda() - found
     rms = math.sqrt(2 * solver.loss)
     result.funnel.append({"lambda": found, "rms": rms, "signed": signed, "kind": "found"})
     scan = (3 if lambda_mode == "funnel" else 0) if funnel_scan is None else funnel_scan
-    for k in range(1, scan + 1):  # the funnel around λ
-        for sign in (-1, 1):
-            at(found * (1 + sign * 10.0 ** (-k)), "scan")
+    if result.status == "completed":
+        try:
+            for k in range(1, scan + 1):  # the funnel around λ
+                for sign in (-1, 1):
+                    at(found * (1 + sign * 10.0 ** (-k)), "scan")
+        except _Stopped as stop:
+            result.status = stop.status
     model.set_lambda(found)
     result.lam = found
     result.seconds = time.perf_counter() - start
@@ -314,40 +372,43 @@ def find_profile(
 
 def _funnel(solver: _ProfileSolver, at: Callable, budget_left: Callable[[], bool]) -> None:
     """Bracket the root of the signed residual s(λ), close in by false position, and leave
-    the solver at the λ with the smallest |s| and its trained profile."""
+    the solver at the λ with the smallest |s| and its trained profile; also when ``at``
+    raises to end the search early, once the first fixed-λ training is done."""
     model = solver.model
     eps = 4 * torch.finfo(torch.float64).eps
     lam_a = model.lam.item()
     s_a, state_a = at(lam_a, "funnel")
     best = (abs(s_a), lam_a, state_a)
-    # bracket: walk in the direction s points, doubling the stride, until s changes sign
-    stride = max(abs(s_a), 1e-2 * lam_a)
-    lam_b, s_b = lam_a, s_a
-    while s_b * s_a > 0 and budget_left():
-        lam_b = lam_b + math.copysign(stride, s_a)
-        if lam_b <= 0:
-            break
-        stride *= 2
-        s_new, state = at(lam_b, "funnel")
-        if s_new * s_a > 0:
-            lam_a, s_a = lam_b, s_new
-        s_b = s_new
-        best = min(best, (abs(s_new), lam_b, state), key=lambda b: b[0])
-    # false position with the Illinois modification (Dowell & Jarratt, BIT 11, 1971)
-    side = 0
-    while s_a * s_b < 0 and abs(lam_b - lam_a) > eps * abs(lam_b) and budget_left():
-        lam_c = (lam_a * s_b - lam_b * s_a) / (s_b - s_a)
-        s_c, state = at(lam_c, "funnel")
-        best = min(best, (abs(s_c), lam_c, state), key=lambda b: b[0])
-        if s_c == 0:
-            break
-        if s_c * s_b < 0:
-            lam_a, s_a = lam_b, s_b
-            side = 0
-        else:
-            s_a = s_a / 2 if side == 1 else s_a
-            side = 1
-        lam_b, s_b = lam_c, s_c
-    model.load_state_dict(best[2])
-    solver.optimizer.state.clear()
-    solver.loss = solver.current_loss()
+    try:
+        # bracket: walk in the direction s points, doubling the stride, until s changes sign
+        stride = max(abs(s_a), 1e-2 * lam_a)
+        lam_b, s_b = lam_a, s_a
+        while s_b * s_a > 0 and budget_left():
+            lam_b = lam_b + math.copysign(stride, s_a)
+            if lam_b <= 0:
+                break
+            stride *= 2
+            s_new, state = at(lam_b, "funnel")
+            if s_new * s_a > 0:
+                lam_a, s_a = lam_b, s_new
+            s_b = s_new
+            best = min(best, (abs(s_new), lam_b, state), key=lambda b: b[0])
+        # false position with the Illinois modification (Dowell & Jarratt, BIT 11, 1971)
+        side = 0
+        while s_a * s_b < 0 and abs(lam_b - lam_a) > eps * abs(lam_b) and budget_left():
+            lam_c = (lam_a * s_b - lam_b * s_a) / (s_b - s_a)
+            s_c, state = at(lam_c, "funnel")
+            best = min(best, (abs(s_c), lam_c, state), key=lambda b: b[0])
+            if s_c == 0:
+                break
+            if s_c * s_b < 0:
+                lam_a, s_a = lam_b, s_b
+                side = 0
+            else:
+                s_a = s_a / 2 if side == 1 else s_a
+                side = 1
+            lam_b, s_b = lam_c, s_c
+    finally:
+        model.load_state_dict(best[2])
+        solver.optimizer.state.clear()
+        solver.loss = solver.current_loss()

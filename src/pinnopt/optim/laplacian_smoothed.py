@@ -32,6 +32,7 @@ one factored as S ⊗ S − 36 δ with S = [1, 4, 1]), never a convolution.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -241,7 +242,15 @@ class _LaplacianSmoothed(Optimizer):
         update = _compiled(type(self)._update, dynamic=own_call)
         # Each group's shapes and hyperparameters are one more compiled variant of the
         # same function; torch's default limit of 8 would make the ninth an error.
-        with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT):
+        with (
+            torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT),
+            warnings.catch_warnings(),
+        ):
+            # torch's own code, not ours: the first compilation imports torch.utils.mkldnn,
+            # whose class body uses the deprecated @torch.jit.script_method (torch 2.13).
+            warnings.filterwarnings(
+                "ignore", "`torch.jit.script_method` is deprecated", DeprecationWarning
+            )
             update(pick(params), pick(grads), *[pick(b) if b else b for b in buffers],
                    tuple(pick(smoothed)), scalars[part], **hyper)  # fmt: skip
 

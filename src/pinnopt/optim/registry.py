@@ -7,10 +7,13 @@ the trainer never branches on names. ``closure`` says what an optimizer's
 ``"residuals"`` (a closure that returns the residual vector r(θ): Gauss–Newton).
 An optimizer that needs the network itself, not only its parameters (K-FAC
 hooks its layers), says ``needs_model`` and its factory gets ``model=``.
+The keyword options an optimizer accepts are read from the signature of its
+class (or factory), so a misspelt option is refused with the list of allowed ones.
 """
 
 from __future__ import annotations
 
+import inspect
 import io
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -36,6 +39,19 @@ class OptimizerSpec:
     closure: str | None  # None, "loss" or "residuals"
     description: str
     needs_model: bool = False
+    options: tuple[str, ...] | None = None  # keyword options; None: not known (**kwargs)
+
+
+def option_names(fn: Callable) -> tuple[str, ...] | None:
+    """The keyword options of an optimizer class or factory: its parameters other than
+    ``params``, ``lr`` and ``model``; None when it takes ``**kwargs`` (any may be valid)."""
+    names = []
+    for p in inspect.signature(fn).parameters.values():
+        if p.kind is p.VAR_KEYWORD:
+            return None
+        if p.kind is not p.VAR_POSITIONAL and p.name not in ("self", "params", "lr", "model"):
+            names.append(p.name)
+    return tuple(names)
 
 
 OPTIMIZERS: dict[str, OptimizerSpec] = {}
@@ -50,16 +66,21 @@ def register_optimizer(
     closure: str | None = None,
     description: str = "",
     needs_model: bool = False,
+    signature: Callable | None = None,
 ) -> Callable[[Factory], Factory]:
-    """Decorator adding ``factory(params, lr, **options)`` to the registry under ``name``."""
+    """Decorator adding ``factory(params, lr, **options)`` to the registry under ``name``.
+
+    The options it accepts are those of ``signature`` (an optimizer class whose
+    ``__init__`` the factory forwards to), else of the factory itself."""
     if closure not in CLOSURES:
         raise ValueError(f"closure must be one of {CLOSURES}, got {closure!r}")
 
     def add(factory: Factory) -> Factory:
         if name in OPTIMIZERS:
             raise ValueError(f"optimizer {name!r} is already registered")
+        options = option_names(signature or factory)
         OPTIMIZERS[name] = OptimizerSpec(
-            name, factory, default_lr, closure, description, needs_model
+            name, factory, default_lr, closure, description, needs_model, options
         )
         return factory
 
@@ -99,6 +120,11 @@ def build_optimizer(
     """
     spec = get_optimizer_spec(name)
     name, path = split_name(name)
+    unknown = sorted(set(options) - set(spec.options)) if spec.options is not None else []
+    if unknown:
+        raise ValueError(
+            f"unknown option(s) {unknown} for optimizer {name}; allowed: {', '.join(spec.options)}"
+        )
     if path is not None:
         options["path"] = path
     if spec.needs_model:
@@ -128,7 +154,7 @@ for _name, _cls, _lr, _text in [
     ("ladagrad", LAdaGrad, 1e-2, "AdaGrad with a Laplacian-smoothed accumulator"),
     ("lrmsprop", LRMSProp, 1e-2, "RMSProp with a Laplacian-smoothed running average"),
 ]:
-    register_optimizer(_name, _lr, description=_text)(_torch_factory(_cls))
+    register_optimizer(_name, _lr, description=_text, signature=_cls)(_torch_factory(_cls))
 
 
 # L-BFGS for PINNs: strong-Wolfe line search, a long history, and tolerances that
@@ -142,7 +168,11 @@ LBFGS_DEFAULTS = {
 
 
 @register_optimizer(
-    "lbfgs", 1.0, closure="loss", description="L-BFGS, strong Wolfe, loss rescaled for precision"
+    "lbfgs",
+    1.0,
+    closure="loss",
+    description="L-BFGS, strong Wolfe, loss rescaled for precision",
+    signature=LBFGS,
 )
 def _lbfgs(params, lr, **options):
     return LBFGS(params, lr=lr, **{**LBFGS_DEFAULTS, **options})
@@ -153,6 +183,7 @@ def _lbfgs(params, lr, **options):
     1.0,
     closure="residuals",
     description="Gauss-Newton / Levenberg-Marquardt (dense, Woodbury or CG solve)",
+    signature=GaussNewton,
 )
 def _gauss_newton(params, lr, **options):
     return GaussNewton(params, lr=lr, **options)
@@ -164,6 +195,7 @@ def _gauss_newton(params, lr, **options):
     closure="residuals",
     needs_model=True,
     description="K-FAC for PINNs (Kronecker factors over jets), auto step and momentum",
+    signature=KFAC,
 )
 def _kfac(params, lr, model, **options):
     return KFAC(params, model=model, lr=lr, **options)
@@ -173,6 +205,7 @@ def _kfac(params, lr, model, **options):
     "meta",
     1e-3,
     description="Hypergradient lr adaptation (Baydin et al. 2018) around Adam or another base",
+    signature=HypergradientOptimizer,
 )
 def _hypergradient(params, lr, **options):
     return HypergradientOptimizer(params, lr=lr, **options)
@@ -228,7 +261,13 @@ class Stage:
 
 def _split_stage(text: str, part: str) -> tuple[str, str]:
     """A stage ``name[:steps]`` or ``l2o:PATH[:steps]`` as (name, count text); the name of
-    an ``l2o`` stage with a file is ``"l2o:PATH"``, and the file must exist."""
+    an ``l2o`` stage with a file is ``"l2o:PATH"``, and the file must exist. A stage that
+    ends with ``:`` has an empty step count (``lbfgs:``, ``l2o:PATH:``) and is refused."""
+    if part.endswith(":"):
+        raise ValueError(
+            f"optimizer chain {text!r}: empty step count after {part!r}; put a step count "
+            f"after the ':' (e.g. {part + '1000'!r}) or remove the ':'"
+        )
     name, _, count = part.partition(":")
     name = name.strip()
     if name != LEARNED or not count or count.strip().isdigit():
@@ -247,7 +286,7 @@ def parse_chain(text: str) -> list[Stage]:
 
     A stage is ``name[:steps]``, or ``l2o:PATH[:steps]`` for a learned optimizer saved
     at PATH (a value after ``l2o:`` that is not an integer is a path; the stage's
-    ``optimizer`` is then ``"l2o:PATH"``). Paths must not contain ``,``.
+    ``optimizer`` is then ``"l2o:PATH"``). Paths must not contain ``,`` nor end with ``:``.
     """
     stages = []
     parts = [p.strip() for p in text.split(",")]

@@ -13,9 +13,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from pinnopt.derivatives import Jet
+from pinnopt.derivatives import Jet, jet
 
 Sampler = Callable[[int, torch.Generator], Tensor]
 Residual = Callable[[Jet, Tensor], Tensor]
@@ -130,13 +130,36 @@ class Term:
         if self.weight < 0:
             raise ValueError(f"term {self.name!r}: weight must be >= 0, got {self.weight}")
 
+    def evaluate(self, model: nn.Module, x: Tensor, where: str = "") -> Tensor:
+        """r_k(x; θ) at points x (N, d): the residual of the model's jet, checked to be (N,).
+
+        Any other shape (say (N, 1), which would broadcast or fail deep inside torch
+        later) raises ValueError naming the term; ``where`` adds context to that
+        message. The check compares shapes only (no device sync): it runs every step.
+        """
+        r = self.residual(jet(model, x, self.order, self.trace), x)
+        n = x.shape[0]
+        if not isinstance(r, Tensor):
+            raise ValueError(
+                f"term {self.name!r}: residual must return a tensor of shape (N,) = ({n},)"
+                f"{where}, got {type(r).__name__}"
+            )
+        if r.shape != (n,):
+            raise ValueError(
+                f"term {self.name!r}: residual must have shape (N,) = ({n},){where}, "
+                f"got {tuple(r.shape)}"
+            )
+        return r
+
 
 @dataclass
 class Problem:
     """A PDE on a box: residual terms plus the exact (or reference) solution u*(x).
 
-    ``exact`` maps points (N, d) float64 to values (N,) float64. ``input_names``
-    label the coordinates in plots and tables (e.g. ``("x", "t")``).
+    ``exact`` maps points (N, d) float64 to values (N,) float64; :meth:`reference`
+    calls it and checks that. ``input_names`` label the coordinates in plots and
+    tables (e.g. ``("x", "t")``). Each term's ``sampler(n, generator)`` returns
+    (n, d) float64 points and its ``residual(u, x)`` returns shape (n,).
     """
 
     name: str
@@ -182,8 +205,47 @@ class Problem:
                 raise ValueError(f"points of term {name!r} must be >= 1, got {n}")
         return {t.name: t.sampler(counts.get(t.name, t.n), generator) for t in self.terms}
 
+    def reference(self, x: Tensor) -> Tensor:
+        """The exact (or reference) solution u*(x) at points x (N, d), checked, as float64.
+
+        Every consumer of ``exact`` should call this instead: it refuses an output that
+        is not a real tensor of shape (N,) with finite values, which would otherwise
+        broadcast against (N,) predictions into a silently wrong error.
+        """
+        n = x.shape[0]
+        values = self.exact(x)
+        if not isinstance(values, Tensor):
+            raise ValueError(
+                f"problem {self.name!r}: exact must return a torch.Tensor of shape (N,) "
+                f"for N points, got {type(values).__name__}"
+            )
+        if values.shape != (n,):
+            raise ValueError(
+                f"problem {self.name!r}: exact must return shape (N,) for N points, "
+                f"here ({n},), got {tuple(values.shape)}"
+            )
+        if values.is_complex() or values.dtype == torch.bool:
+            raise ValueError(
+                f"problem {self.name!r}: exact must return real numbers (a float or integer "
+                f"dtype), got {values.dtype}"
+            )
+        values = values.to(torch.float64)
+        bad = ~torch.isfinite(values)
+        if bad.any():
+            first = int(bad.nonzero()[0, 0])
+            raise ValueError(
+                f"problem {self.name!r}: exact returned {int(bad.sum())} non-finite value(s) "
+                f"(NaN or Inf) at {n} points, the first at x = {x[first].tolist()}"
+            )
+        return values
+
     def evaluation_points(self) -> Tensor:
-        """Fixed points where the error against the exact solution is measured (float64)."""
+        """Fixed points where the error against the exact solution is measured (float64).
+
+        Dimension 1 or 2: a tensor-product grid with ``eval_grid`` points per axis (by
+        default 1001 in 1-D, 101 in 2-D). Higher dimensions: ``eval_random`` uniform
+        random points drawn with a fixed seed (``eval_grid`` is not used).
+        """
         if self.dim <= 2:
             n = self.eval_grid or (1001 if self.dim == 1 else 101)
             return self.domain.grid(n)

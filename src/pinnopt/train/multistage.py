@@ -54,7 +54,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from pinnopt.derivatives import Jet, jet, propagate_jet, supports_jet
+from pinnopt.derivatives import Jet, propagate_jet, supports_jet
 from pinnopt.models.mlp import MLP
 from pinnopt.objective import Objective
 from pinnopt.problems.base import Problem, Term
@@ -211,7 +211,7 @@ def _residual(term: Term, model: nn.Module, x: Tensor) -> Tensor:
     with torch.no_grad():
         for i in range(0, x.shape[0], CHUNK):
             xi = x[i : i + CHUNK]
-            values.append(term.residual(jet(model, xi, term.order, term.trace), xi).detach())
+            values.append(term.evaluate(model, xi).detach())
     return torch.cat(values).to(device="cpu", dtype=torch.float64)
 
 
@@ -513,6 +513,7 @@ def fit_stages(
             trainer.evaluator,
             out_dir=trainer.out_dir,
             callbacks=trainer.callbacks,
+            metadata=trainer.metadata,
         )
         result = trainer.fit()
         stages.append(StageResult(k, eps, summary.frequency, result))

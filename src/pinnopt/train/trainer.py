@@ -11,9 +11,18 @@ each; a closure stage ends early when the optimizer stops short of its
 iterations (its own tolerances are met) or the loss no longer decreases.
 
 Stops: step budget, wall-clock budget, early stopping, a converged closure
-optimizer, a callback asking to stop, Ctrl-C, or a non-finite loss. On a
-non-finite loss the model is put back to the last parameters with a finite
-loss and the last good checkpoint on disk is left untouched.
+optimizer, a callback asking to stop, Ctrl-C or SIGTERM, or a non-finite loss.
+On a non-finite loss the model is put back to the last parameters with a finite
+loss and the last good checkpoint on disk is left untouched. Ctrl-C or SIGTERM
+stops the run at the next step boundary (:mod:`pinnopt.train.interrupts`), with
+status ``interrupted``: the checkpoint is written there, so ``--resume`` goes on
+as if nothing had happened. A second signal stops at once and leaves the last
+checkpoint on disk as it was.
+
+With an ``out_dir``, :meth:`Trainer.fit` leaves a whole run directory there
+(:mod:`pinnopt.train.run_directory`): a checkpoint before the first step and
+then periodically, and at the end history.csv, loss.png, solution.png and
+metrics.json, whatever the status.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,8 +48,10 @@ from torch import Tensor
 
 from pinnopt.evaluation import Evaluator
 from pinnopt.objective import Objective, ResidualClosure
-from pinnopt.optim.registry import Stage, build_optimizer, get_optimizer_spec
+from pinnopt.optim.registry import Stage, build_optimizer, get_optimizer_spec, split_name
 from pinnopt.train.checkpoint import CheckpointError, save_checkpoint
+from pinnopt.train.interrupts import StopRequest, signal_name
+from pinnopt.train.run_directory import write_run_files
 from pinnopt.train.schedulers import build_scheduler, scheduler_step
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -59,7 +71,7 @@ class TrainerSettings:
     amp: bool = False
     patience: int | None = None  # early stopping: steps without improvement
     min_delta: float = 0.0  # early stopping: improvement that counts
-    eval_every: int = 500
+    eval_every: int = 100
     log_every: int = 10
     checkpoint_every: int = 1000
     closure_iterations: int = 20
@@ -102,6 +114,23 @@ class TrainResult:
     rel_l2: float
     max_abs_error: float
     history: list[dict[str, float | str]]
+    signal: int | None = None  # the signal that interrupted the run (SIGINT, SIGTERM)
+
+
+def chain_text(stages: list[Stage]) -> str:
+    """A chain as it is written: ``adam:1000,lbfgs``."""
+    return ",".join(s.optimizer if s.steps is None else f"{s.optimizer}:{s.steps}" for s in stages)
+
+
+def check_options(stages: list[Stage], options: dict[str, dict[str, Any]]) -> None:
+    """ValueError when ``options`` names an optimizer that is not in the chain."""
+    names = [split_name(s.optimizer)[0] for s in stages]
+    extra = sorted(set(options) - set(names))
+    if extra:
+        raise ValueError(
+            f"options for {', '.join(extra)}, which the chain {chain_text(stages)} does not "
+            f"use; allowed: {', '.join(dict.fromkeys(names))}"
+        )
 
 
 def stage_bounds(stages: list[Stage], total: int) -> list[tuple[int, int]]:
@@ -125,7 +154,9 @@ class Trainer:
         evaluator: Evaluator | None = None,
         out_dir: str | Path | None = None,
         callbacks: list[Callable[[TrainState], bool | None]] | None = None,
+        metadata: dict[str, Any] | None = None,
     ) -> None:
+        """``metadata`` adds entries to the run's metrics.json (e.g. the model kind, seed)."""
         if not stages:
             raise ValueError("at least one optimizer stage is needed")
         self.objective = objective
@@ -135,6 +166,7 @@ class Trainer:
         self.evaluator = evaluator
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.callbacks = callbacks or []
+        self.metadata = dict(metadata or {})
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.device = self.params[0].device
         self.dtype = self.params[0].dtype
@@ -144,6 +176,7 @@ class Trainer:
         for stage in stages:
             if s.amp and get_optimizer_spec(stage.optimizer).closure:
                 raise ValueError(f"amp is not supported with closure optimizer {stage.optimizer}")
+        check_options(stages, s.optimizer_options)
         self.bounds = stage_bounds(stages, s.steps)
         # progress of the run, all saved in checkpoints
         self.step = 0
@@ -160,27 +193,57 @@ class Trainer:
         self._good = [p.detach().clone() for p in self.params]
         self._checkpoint_due = False
         self._closure_converged = False
+        unreached = self.unreached_stages()
+        if unreached:
+            names = ", ".join(st.optimizer for st in unreached)
+            warnings.warn(
+                f"the step budget of {s.steps} steps ends before stage(s) {names} of the chain "
+                f"{chain_text(stages)}: they will not run (raise steps to reach them)",
+                stacklevel=2,
+            )
 
     # ------------------------------------------------------------------ building
 
     def _current_stage(self) -> Stage:
         return self.stages[self.stage_index]
 
+    @property
+    def converged(self) -> bool:
+        """Every stage has ended (the last one's optimizer stopped moving)."""
+        return self.stage_index >= len(self.stages)
+
+    @property
+    def finished(self) -> bool:
+        """Nothing is left to do: converged, or the step budget is spent."""
+        return self.converged or self.step >= self.settings.steps
+
+    def unreached_stages(self) -> list[Stage]:
+        """The stages that the step budget never reaches (it ends in an earlier stage)."""
+        total = self.settings.steps
+        return [st for st, (start, _) in zip(self.stages, self.bounds) if start >= total > 0]
+
+    def build_optimizer(self, index: int) -> torch.optim.Optimizer:
+        """A fresh optimizer of chain stage ``index``; ValueError on bad options."""
+        stage = self.stages[index]
+        spec = get_optimizer_spec(stage.optimizer)
+        options = dict(self.settings.optimizer_options.get(split_name(stage.optimizer)[0], {}))
+        lr = None if spec.closure else self.settings.lr
+        return build_optimizer(stage.optimizer, self.params, lr, self.model, **options)
+
+    def build_scheduler(self, index: int, optimizer: torch.optim.Optimizer) -> Any:
+        """The lr schedule of chain stage ``index`` over ``optimizer``: None for closure
+        optimizers; ValueError on bad scheduler options."""
+        if get_optimizer_spec(self.stages[index].optimizer).closure:
+            return None
+        start, end = self.bounds[index]
+        s = self.settings
+        return build_scheduler(s.scheduler, optimizer, max(end - start, 1), **s.scheduler_options)
+
     def build_stage(self, index: int) -> tuple[torch.optim.Optimizer, Any]:
         """A fresh optimizer and scheduler (None for closure optimizers) of chain stage
         ``index``, as the trainer runs it; ValueError on bad options."""
-        stage = self.stages[index]
-        spec = get_optimizer_spec(stage.optimizer)
-        options = dict(self.settings.optimizer_options.get(stage.optimizer, {}))
-        lr = None if spec.closure else self.settings.lr
-        optimizer = build_optimizer(stage.optimizer, self.params, lr, self.model, **options)
-        if spec.closure:
-            return optimizer, None
-        start, end = self.bounds[index]
-        s = self.settings
-        return optimizer, build_scheduler(
-            s.scheduler, optimizer, max(end - start, 1), **s.scheduler_options
-        )
+        optimizer = self.build_optimizer(index)
+        return optimizer, self.build_scheduler(index, optimizer)
 
     def _build_stage(self) -> None:
         self.optimizer, self.scheduler = self.build_stage(self.stage_index)
@@ -293,10 +356,12 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints
 
     def state_dict(self) -> dict[str, Any]:
+        # a resumed stage whose optimizer is not built yet still has its state to keep
+        pending = self._pending_state or {"optimizer": None, "scheduler": None}
         return {
             "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict() if self.optimizer else None,
-            "scheduler": self.scheduler.state_dict() if self.scheduler else None,
+            "optimizer": self.optimizer.state_dict() if self.optimizer else pending["optimizer"],
+            "scheduler": self.scheduler.state_dict() if self.scheduler else pending["scheduler"],
             "scaler": self.scaler.state_dict(),
             "points": {k: v.detach().cpu() for k, v in self.objective.points.items()},
             "stages": [(s.optimizer, s.steps) for s in self.stages],
@@ -375,13 +440,38 @@ class Trainer:
         )
 
     def fit(self) -> TrainResult:
-        """Train until a stop condition; returns the final errors and the history."""
+        """Train until a stop condition; returns the final errors and the history.
+
+        With an ``out_dir``, the run directory is written (see the module docstring).
+        """
+        with StopRequest() as stop:
+            status, forced = self._loop(stop)
+            if forced:  # the step it cut short may have moved some parameters only
+                self._restore_good()
+            loss, parts = self._final_loss()
+            if not math.isfinite(loss):
+                self._restore_good()
+                status = "nan"
+                loss, parts = self._final_loss()
+            if status != "nan" and not forced:  # a forced stop may be mid-step: keep the last
+                self.save()
+            result = self._result(status, loss, parts)
+            if status == "interrupted":
+                result.signal = stop.signum
+            if self.out_dir is not None:
+                self.write_run(result)
+        return result
+
+    def _loop(self, stop: StopRequest) -> tuple[str, bool]:
+        """The steps of :meth:`fit`: (status, whether a second signal cut a step short)."""
         s = self.settings
         status = "completed"
         start = time.perf_counter()
         elapsed0 = self.elapsed
         next_log, next_eval = self.step, self.step
         last_ckpt = self.step // s.checkpoint_every
+        if self.step == 0 and self._pending_state is None:
+            self.save()  # a run killed before its first periodic checkpoint can still resume
         with self._progress() as progress:
             task = progress.add_task("train", total=s.steps, completed=self.step, loss=math.nan)
             try:
@@ -394,6 +484,9 @@ class Trainer:
                     closure = get_optimizer_spec(name).closure
                     stage_done = False
                     while self.step < end:
+                        if stop.requested:  # Ctrl-C or SIGTERM: stop between two steps
+                            status = "interrupted"
+                            break
                         if s.time_limit is not None and time.perf_counter() - start >= s.time_limit:
                             status = "time_limit"
                             break
@@ -442,17 +535,45 @@ class Trainer:
                     self.prev_loss = math.inf
                     if stage_done and self.stage_index == len(self.stages):
                         status = "converged"
-            except KeyboardInterrupt:
-                status = "interrupted"
+            except KeyboardInterrupt:  # a second signal: stop now, whatever the step was doing
+                status = "forced"
         self.elapsed = elapsed0 + time.perf_counter() - start
-        loss, parts = self._final_loss()
-        if not math.isfinite(loss) and status != "interrupted":
-            self._restore_good()
-            status = "nan"
-            loss, parts = self._final_loss()
-        if status not in ("nan", "interrupted"):
-            self.save()
-        return self._result(status, loss, parts)
+        if status == "forced":
+            return "interrupted", True
+        return status, False
+
+    # ------------------------------------------------------------------ run directory
+
+    def metrics(self, result: TrainResult) -> dict[str, Any]:
+        """What metrics.json says of ``result``, with the trainer's ``metadata`` added."""
+        metrics = {
+            "problem": self.objective.problem.name,
+            "optimizer": chain_text(self.stages),
+            "n_params": sum(p.numel() for p in self.params),
+            "dtype": str(self.dtype).removeprefix("torch."),
+            **self.metadata,
+            "status": result.status,
+            "steps": result.steps,
+            "wall_time_s": round(result.wall_time_s, 3),
+            "final_loss": result.final_loss,
+            "loss_terms": result.loss_terms,
+            "rel_l2": result.rel_l2,
+            "max_abs_error": result.max_abs_error,
+        }
+        if result.signal is not None:
+            metrics["signal"] = signal_name(result.signal)
+        return metrics
+
+    def write_run(self, result: TrainResult, out_dir: str | Path | None = None) -> Path:
+        """Write history.csv, loss.png, solution.png and metrics.json of ``result`` to
+        ``out_dir`` (default: the trainer's); returns the folder."""
+        out = Path(out_dir) if out_dir is not None else self.out_dir
+        if out is None:
+            raise ValueError("write_run needs an out_dir (the trainer has none)")
+        write_run_files(
+            out, self.metrics(result), result.history, self.model, self.objective.problem
+        )
+        return out
 
     def _final_loss(self) -> tuple[float, dict[str, float]]:
         loss, parts = self.objective.loss_terms()
