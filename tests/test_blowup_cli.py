@@ -157,7 +157,7 @@ def test_an_out_folder_holding_a_run_is_refused_unless_overwrite(tmp_path, capsy
     args = ["blowup", "burgers", "--out", str(out), "--order", "1", "--overwrite", *TINY]
     assert run_cli(capsys, *args)[0] == 0
     assert json.loads((out / "metrics.json").read_text())["order"] == 1
-    monkeypatch.chdir(tmp_path)  # without --out: a new folder every run
-    for k in (1, 2):
-        code, stdout, _ = run_cli(capsys, "blowup", "burgers", *TINY)
-        assert code == 0 and f"run directory: runs/blowup-burgers-0-{k}" in stdout
+    monkeypatch.chdir(tmp_path)  # without --out: a new folder (numbering: test_run_safety.py)
+    (tmp_path / "runs" / "blowup-burgers-0-1").mkdir(parents=True)
+    code, stdout, _ = run_cli(capsys, "blowup", "burgers", *TINY)
+    assert code == 0 and "run directory: runs/blowup-burgers-0-2" in stdout

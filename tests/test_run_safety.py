@@ -110,6 +110,15 @@ def test_default_run_directory_is_new_for_every_run_and_said_first(tmp_path, cap
         assert (tmp_path / "runs" / f"poisson1d-{n}" / "metrics.json").is_file()
 
 
+def test_next_run_dir_counts_on_from_the_largest_number(tmp_path):
+    from pinnopt.train.run_directory import next_run_dir
+
+    assert next_run_dir(tmp_path, "heat1d") == tmp_path / "heat1d-1"
+    for name in ("heat1d-1", "heat1d-7", "heat1d-x", "heat1d-2-old", "poisson1d-9"):
+        (tmp_path / name).mkdir()
+    assert next_run_dir(tmp_path, "heat1d") == tmp_path / "heat1d-8"
+
+
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_before_the_first_periodic_checkpoint_leaves_a_resumable_run(tmp_path, sig, code):
     config = write_config(tmp_path, 10**6)
@@ -223,3 +232,32 @@ def test_fit_puts_back_the_signal_handlers_it_found(tmp_path):
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+SCRIPT = textwrap.dedent("""
+    import sys
+    from pinnopt.config import load_config
+    from pinnopt.solve import build_trainer
+
+    config = load_config(sys.argv[1])
+    result = build_trainer(config, sys.argv[2]).fit()
+    print("after fit:", result.status)
+""")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_script_saves_its_run_then_ends_as_the_signal_ends_it(tmp_path, sig):
+    config = write_config(tmp_path, 10**6)
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-c", SCRIPT, str(config), str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    wait_for(out / "checkpoint.pt", proc)
+    time.sleep(0.3)
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert "after fit" not in stdout  # the script does not go on as if nothing happened
+    assert proc.returncode == -sig  # Python ends on an uncaught KeyboardInterrupt by SIGINT
+    assert ("KeyboardInterrupt" in stderr) == (sig == signal.SIGINT)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["status"] == "interrupted" and metrics["signal"] == signal.Signals(sig).name
+    assert load_checkpoint(out / "checkpoint.pt")["step"] == metrics["steps"]

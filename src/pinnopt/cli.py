@@ -8,7 +8,6 @@ allowed, and exits with code 2 — never a traceback.
 from __future__ import annotations
 
 import shlex
-import signal
 import sys
 import warnings
 from importlib.metadata import version as package_version
@@ -21,7 +20,7 @@ from rich.table import Table
 
 from pinnopt.config import ConfigError, load_config, make_config, merge
 from pinnopt.train.checkpoint import CheckpointError
-from pinnopt.train.interrupts import exit_code
+from pinnopt.train.interrupts import StopRequest, exit_code
 
 app = typer.Typer(
     add_completion=False,
@@ -138,7 +137,8 @@ def solve(
         cfg = output_config(cfg, overwrite)
     console = Console(highlight=False, soft_wrap=True)  # soft wrap: no line break in a number
     console.print(start_line(cfg, resume is not None))
-    metrics = run_solve(cfg, resume=resume is not None, overwrite=overwrite)
+    with StopRequest() as stop:  # a signal stops the run, then we report and exit here
+        metrics = run_solve(cfg, resume=resume is not None, overwrite=overwrite)
     console.print(
         f"{metrics['problem']} with {metrics['optimizer']}: rel_l2 = {metrics['rel_l2']:.3e}, "
         f"max |error| = {metrics['max_abs_error']:.3e}, loss = {metrics['final_loss']:.3e} "
@@ -154,10 +154,9 @@ def solve(
         f"run directory: {cfg.out_dir()}  (config.toml, checkpoint.pt, metrics.json, "
         "history.csv, loss.png, solution.png)"
     )
-    if metrics["status"] == "interrupted":
-        code = exit_code(signal.Signals[metrics["signal"]]) if "signal" in metrics else 130
+    if stop.requested:
         console.print(f"interrupted: resume with `pinnopt solve --resume {cfg.out_dir()}`")
-        raise typer.Exit(code=code)
+        raise typer.Exit(code=exit_code(stop.signum))
 
 
 def start_line(cfg, resume: bool) -> str:
@@ -232,7 +231,7 @@ def bench(
     depth: Annotated[int | None, typer.Option(help="Hidden layers.")] = None,
     steps: Annotated[int | None, typer.Option(help="Step budget per run (10**7).")] = None,
     threads: Annotated[
-        int | None, typer.Option(help="Torch threads per run (0: PyTorch's default).")
+        int | None, typer.Option(help="Torch threads per run (0: PyTorch's default) [1].")
     ] = None,
     eval_every: Annotated[
         int | None, typer.Option("--eval-every", help="Steps between error evaluations.")
@@ -259,11 +258,14 @@ def bench(
     check_buildable(runs)
     command = bench_command(problems, optimizers, seeds, out, config, flags, quiet)
     console = Console()
-    rows = run_matrix(runs, out, command, console, quiet)
+    with StopRequest() as stop:  # Ctrl-C / SIGTERM: the current run stops and is saved
+        rows = run_matrix(runs, out, command, console, quiet)
     paths = write_report(out)
     console.print(f"{len(rows)} of {len(runs)} runs; results in {out}:", highlight=False)
     for name in ["results.csv", *paths]:
         console.print(f"  {out / name}", highlight=False, soft_wrap=True)
+    if stop.requested:
+        raise typer.Exit(code=exit_code(stop.signum))
 
 
 BLOWUP_EQUATIONS = ("burgers",)
@@ -294,7 +296,7 @@ def blowup(
         int | None,
         typer.Option("--funnel-scan", help="Funnel trainings at λ(1±10^-k), k=1..K."),
     ] = None,
-    threads: Annotated[int, typer.Option(help="Torch threads (0: PyTorch's default).")] = 0,
+    threads: Annotated[int, typer.Option(help="Torch threads (0: PyTorch's default).")] = 1,
     out: Annotated[
         Path | None, typer.Option(help="Run directory [a new runs/blowup-EQUATION-ORDER-N].")
     ] = None,
@@ -309,7 +311,6 @@ def blowup(
     directory is still written (status "interrupted") and the exit code is 128 + signal.
     """
     from pinnopt.blowup.run import RUN_FILES, OptionError, run_burgers
-    from pinnopt.train.interrupts import StopRequest
     from pinnopt.train.run_directory import next_run_dir
 
     if equation not in BLOWUP_EQUATIONS:

@@ -110,7 +110,10 @@ class TrainingConfig(Section):
     seed: int = Field(0, ge=0)
     dtype: Literal["float64", "float32"] = "float64"
     device: str = "cpu"
-    threads: int = Field(0, ge=0)  # CPU threads for torch; 0 keeps PyTorch's default
+    # CPU threads for torch; 0 keeps PyTorch's default (one per core). 1 by default: small
+    # PINNs gain ~10 % from a second thread on an idle machine and lose 10x or more beside
+    # a busy process (benchmarks/threads.py, docs/configuration.md)
+    threads: int = Field(1, ge=0)
     amp: bool = False
     patience: int | None = Field(None, ge=1)
     min_delta: float = Field(0.0, ge=0)

@@ -7,10 +7,14 @@ state is consistent and can be checkpointed. A second signal raises
 ``KeyboardInterrupt`` at once, for a user who does not want to wait.
 
 Batch schedulers and ``timeout`` send SIGTERM, a terminal sends SIGINT; both
-end the same way. A command line exits with :func:`exit_code` of the signal,
-128 + its number (130 for SIGINT, 143 for SIGTERM), as a shell reports it.
-Signal handlers can only be installed from the main thread; elsewhere the
-request is inert and Python's default handling stays.
+end the same way. Requests nest: an inner one reports to the outermost, and
+only the outermost decides what happens after the stop. A run that saved its
+state hands the signal on (:meth:`StopRequest.pass_on`) when nobody above it
+listens, so a script still ends as that signal would end it. A command line
+exits with :func:`exit_code` of the signal, 128 + its number (130 for SIGINT,
+143 for SIGTERM), as a shell reports it. Signal handlers can only be installed
+from the main thread; elsewhere the request is inert and Python's default
+handling stays.
 """
 
 from __future__ import annotations
@@ -62,6 +66,13 @@ class StopRequest:
                 self._previous[s] = signal.signal(s, self._handle)
             StopRequest._active = self
         return self
+
+    def pass_on(self) -> None:
+        """Raise the recorded signal again, now that the handlers before this request are
+        back: Python's own turns SIGINT into ``KeyboardInterrupt`` and lets SIGTERM end
+        the process (exit status 143). Nothing happens when no signal came."""
+        if self.signum is not None and not self._previous:
+            signal.raise_signal(self.signum)
 
     def __exit__(self, *exc: object) -> None:
         if self._outer is not None:

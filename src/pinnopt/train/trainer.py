@@ -443,8 +443,13 @@ class Trainer:
         """Train until a stop condition; returns the final errors and the history.
 
         With an ``out_dir``, the run directory is written (see the module docstring).
+        After a Ctrl-C or SIGTERM the run is saved first; then, unless the caller listens
+        for stops itself (an enclosing :class:`~pinnopt.train.interrupts.StopRequest`, as
+        the command line has), the signal takes its usual course: ``KeyboardInterrupt``
+        for Ctrl-C, the end of the process for SIGTERM.
         """
-        with StopRequest() as stop:
+        request = StopRequest()
+        with request as stop:
             status, forced = self._loop(stop)
             if forced:  # the step it cut short may have moved some parameters only
                 self._restore_good()
@@ -460,6 +465,8 @@ class Trainer:
                 result.signal = stop.signum
             if self.out_dir is not None:
                 self.write_run(result)
+        if stop is request:  # nobody above this run handles the stop: hand the signal on
+            request.pass_on()
         return result
 
     def _loop(self, stop: StopRequest) -> tuple[str, bool]:
