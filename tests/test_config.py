@@ -8,6 +8,7 @@ def test_defaults_are_a_valid_run():
     assert cfg.problem.name == "poisson2d"
     assert cfg.training.dtype == "float64"
     assert cfg.optim.optimizer == "adam:1000,lbfgs"
+    assert cfg.training.threads == 1  # measured: benchmarks/threads.py, docs/configuration.md
     with pytest.raises(ConfigError, match="output.out: no run directory chosen yet"):
         cfg.out_dir()
 
