@@ -149,10 +149,10 @@ def run_variant(v: Variant, seed: int, eval_every: int) -> dict[str, Any]:
     points = problem.sample(torch.Generator().manual_seed(seed))
     points = {k: x.to(dtype) for k, x in points.items()}
     settings = po.TrainerSettings(steps=v.steps, eval_every=eval_every, log_every=eval_every,
-                                  optimizer_options=v.options, quiet=True)  # fmt: skip
+                                  quiet=True)  # fmt: skip
     evaluator = po.Evaluator(problem)
-    trainer = po.Trainer(po.Objective(problem, model, points), po.parse_chain(v.optimizer),
-                         settings, evaluator)  # fmt: skip
+    chain = po.parse_chain(v.optimizer, v.options)
+    trainer = po.Trainer(po.Objective(problem, model, points), chain, settings, evaluator)
     result = trainer.fit()
     curve = [(int(r["step"]), float(r["rel_l2"]), float(r["loss"]))
              for r in result.history if "rel_l2" in r]  # fmt: skip

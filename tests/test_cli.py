@@ -91,7 +91,7 @@ def test_bad_input_is_one_line_and_exit_2(args, message, capsys):
     ("toml", "message"),
     [
         ('[optim]\noptimizer = "adam:2,gn"\noptions = { gn = { solvr = "cg" } }',
-         "optim.options.gn: unknown option(s) ['solvr'] for optimizer gn; allowed: damping, "),
+         "optim.options: unknown option(s) ['solvr'] for optimizer gn; allowed: damping, "),
         ('[optim]\noptimizer = "adam"\noptions = { lbfgs = { history_size = 5 } }',
          "optim.options: options for lbfgs, which the chain adam does not use; allowed: adam"),
         ('[optim]\noptimizer = "adam"\nscheduler = "cosine"\nscheduler_options = { x = 1 }',

@@ -192,7 +192,7 @@ def test_state_dict_round_trip_continues_bit_for_bit():
         ({"lr_max": float("inf")}, r"Invalid lr_max: inf"),
         ({"variant": "bogus"}, r"Invalid variant: 'bogus'; allowed: additive, multiplicative"),
         ({"base": "lbfgs"}, r"Invalid base: 'lbfgs'; allowed .*adam"),
-        ({"base": "meta"}, r"Invalid base: 'meta'"),
+        ({"base": "hypergradient"}, r"Invalid base: 'hypergradient'"),
         ({"base": 3}, r"Invalid base: 3"),
     ],
 )
@@ -210,8 +210,8 @@ def test_param_group_bounds_are_checked_per_group_and_base_options_pass_through(
     opt.add_param_group({"params": [v], "lr": 2e-2, "lr_max": 0.1})
     assert opt.base.param_groups[1] is opt.param_groups[1]
     assert opt.param_groups[1]["momentum"] == 0.5 and opt.param_groups[1]["lr_min"] == 1e-5
-    with pytest.raises(ValueError, match="bad option for optimizer meta"):
-        build_optimizer("meta", [torch.zeros(1, requires_grad=True)], nosuch=1)
+    with pytest.raises(ValueError, match="bad option for optimizer hypergradient"):
+        build_optimizer("hypergradient", [torch.zeros(1, requires_grad=True)], nosuch=1)
 
 
 def _meta_config(out, steps=20):
@@ -220,10 +220,10 @@ def _meta_config(out, steps=20):
             "problem": {"name": "poisson1d", "points": {"pde": 64}},
             "model": {"width": 8},
             "optim": {
-                "optimizer": "meta",
+                "optimizer": "hypergradient",
                 "lr": 1e-2,
                 "scheduler": "exponential",  # lr ← lr·γ: composes with adaptation
-                "options": {"meta": {"hyper_lr": 0.05, "lr_max": 0.05}},
+                "options": {"hypergradient": {"hyper_lr": 0.05, "lr_max": 0.05}},
             },
             "training": {"steps": steps, "checkpoint_every": 5, "eval_every": 10},
             "output": {"out": str(out), "quiet": True},
@@ -232,7 +232,7 @@ def _meta_config(out, steps=20):
 
 
 def test_meta_by_name_through_the_trainer_and_resume(tmp_path):
-    spec = get_optimizer_spec("meta")
+    spec = get_optimizer_spec("hypergradient")
     assert spec.closure is None and spec.default_lr == 1e-3
     full = build_trainer(_meta_config(tmp_path / "a"), tmp_path / "a")
     first = float(full.objective.loss().detach())

@@ -400,8 +400,8 @@ def test_invalid_models_and_params():
 
 
 def test_kfac_stage_in_a_trainer_chain():
-    from pinnopt.optim import parse_chain
     from pinnopt.train import Trainer, TrainerSettings
+    from pinnopt.train.chain import parse_chain
 
     results = {}
     for chain in ("adam:20,kfac", "adam"):

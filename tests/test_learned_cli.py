@@ -19,7 +19,8 @@ from pinnopt.learned import (
 )
 from pinnopt.learned import train as train_module
 from pinnopt.learned.tasks import TaskFamily
-from pinnopt.optim import OPTIMIZERS, Stage, build_optimizer, parse_chain
+from pinnopt.optim import OPTIMIZERS, build_optimizer
+from pinnopt.train.chain import Stage, parse_chain
 
 TINY = ["--meta-steps", "4", "--inner-steps", "6", "--unroll-steps", "3", "--episodes", "2",
         "--val-every", "2", "--val-episodes", "2", "--meta-lr", "0.01", "--quiet"]  # fmt: skip

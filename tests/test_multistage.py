@@ -15,9 +15,9 @@ from pinnopt.config import make_config
 from pinnopt.derivatives import jet, jet_autograd, supports_jet
 from pinnopt.models import MLP
 from pinnopt.objective import Objective
-from pinnopt.optim.registry import parse_chain
 from pinnopt.problems import Box, Problem, Term, get_problem
 from pinnopt.solve import build_trainer, load_model
+from pinnopt.train.chain import parse_chain
 from pinnopt.train.multistage import (
     StagedModel,
     analyze_residual,

@@ -3,7 +3,8 @@ import re
 import pytest
 import torch
 
-from pinnopt.optim import OPTIMIZERS, Stage, build_optimizer, parse_chain
+from pinnopt.optim import OPTIMIZERS, build_optimizer
+from pinnopt.train.chain import Stage, parse_chain
 
 
 def test_parse_chain_stages():
@@ -103,6 +104,6 @@ def test_bad_option_names_optimizer_and_the_allowed_options():
 def test_options_of_every_optimizer_come_from_its_signature():
     for name, spec in OPTIMIZERS.items():
         if spec.options is None:  # takes **kwargs: the base optimizer's options (meta)
-            assert name == "meta"
+            assert name == "hypergradient"
             continue
         assert "lr" not in spec.options and "params" not in spec.options, name

@@ -8,10 +8,10 @@ from pinnopt.derivatives import Jet
 from pinnopt.evaluation import Evaluator
 from pinnopt.models import build_model
 from pinnopt.objective import Objective
-from pinnopt.optim import parse_chain
 from pinnopt.problems import Box, Problem, Term, get_problem
 from pinnopt.solve import build_trainer
 from pinnopt.train import Trainer, TrainerSettings, load_checkpoint
+from pinnopt.train.chain import parse_chain
 from pinnopt.train.trainer import CHECKPOINT_NAME, stage_bounds
 
 
@@ -226,9 +226,12 @@ def test_python_and_cli_share_one_eval_every_default():
 
 
 def test_options_for_an_optimizer_outside_the_chain_are_refused():
-    settings = TrainerSettings(steps=5, optimizer_options={"lbfgs": {"history_size": 3}})
+    options = {"lbfgs": {"history_size": 3}}
     with pytest.raises(ValueError, match="options for lbfgs, which the chain adam:2,gn does not"):
-        Trainer(tiny_objective(get_problem("poisson1d")), parse_chain("adam:2,gn"), settings)
+        parse_chain("adam:2,gn", options)
+    stages = parse_chain("adam:2,gn", {"gn": {"solver": "cg"}})
+    trainer = Trainer(tiny_objective(get_problem("poisson1d")), stages, TrainerSettings(steps=5))
+    assert trainer.build_optimizer(1).param_groups[0]["solver"] == "cg"  # it reaches gn
 
 
 def tiny_objective(problem):

@@ -6,14 +6,16 @@ The public API in one import::
     problem = po.get_problem("poisson2d")
 """
 
+# imported for its registration: the learned optimizer l2o
+from pinnopt import learned  # noqa: E402, F401, I001
 from pinnopt.config import Config, ConfigError, load_config, make_config
 from pinnopt.derivatives import Jet, jet
 from pinnopt.evaluation import Evaluator
 from pinnopt.models import MLP, ChebyKAN, build_model
 from pinnopt.objective import Objective
-from pinnopt.optim import OPTIMIZERS, build_optimizer, parse_chain, register_optimizer
+from pinnopt.optim import OPTIMIZERS, build_optimizer, register_optimizer
 from pinnopt.problems import PROBLEMS, Box, Problem, Term, get_problem, register_problem
-from pinnopt.train import Trainer, TrainerSettings, TrainResult
+from pinnopt.train import Trainer, TrainerSettings, TrainResult, parse_chain
 
 __version__ = "0.1.0"
 

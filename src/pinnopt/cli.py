@@ -244,8 +244,8 @@ def bench(
     from pinnopt.bench.report import write_report
     from pinnopt.bench.runner import run_matrix
 
-    base = load_config(config) if config is not None else make_config({})
-    data = base.model_dump(exclude_unset=True)  # only what the file says
+    # only what the file says (each run's config is validated, and its chain parsed, once)
+    data = load_config(config).model_dump(exclude_unset=True) if config is not None else {}
     flags = {
         "model": {"kind": model, "width": width, "depth": depth},
         "training": dict(

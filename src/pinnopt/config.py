@@ -19,11 +19,19 @@ from pathlib import Path
 from typing import Any, Literal
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from pinnopt.models import ACTIVATIONS, INITIALIZERS, MODELS
-from pinnopt.optim.registry import parse_chain
 from pinnopt.problems import PROBLEMS
+from pinnopt.train.chain import ChainOptionError, Stage, parse_chain
 from pinnopt.train.schedulers import SCHEDULERS
 
 
@@ -91,12 +99,23 @@ class OptimConfig(Section):
     scheduler_options: dict[str, Any] = Field(default_factory=dict)
     clip_grad_norm: float | None = Field(None, gt=0)
     options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    _chain: list[Stage] = PrivateAttr(default_factory=list)
 
-    @field_validator("optimizer")
-    @classmethod
-    def _chain(cls, v: str) -> str:
-        parse_chain(v)
-        return v
+    @model_validator(mode="after")
+    def _parse_chain(self) -> OptimConfig:
+        """The chain is parsed here, once per config; :attr:`chain` holds the result."""
+        try:
+            self._chain = parse_chain(self.optimizer, self.options)
+        except ChainOptionError as e:
+            raise ValueError(f"options: {e}") from None
+        except ValueError as e:
+            raise ValueError(f"optimizer: {e}") from None
+        return self
+
+    @property
+    def chain(self) -> list[Stage]:
+        """The optimizer chain, resolved (specs and options) when the config was validated."""
+        return self._chain
 
     @field_validator("scheduler")
     @classmethod
@@ -160,6 +179,10 @@ def _describe(error: ValidationError) -> str:
     e = error.errors()[0]
     field = ".".join(str(p) for p in e["loc"])
     msg = e["msg"].removeprefix("Value error, ")
+    sub, _, rest = msg.partition(": ")
+    section = _section_of(e["loc"])
+    if e["type"] == "value_error" and section is not None and sub in section.model_fields:
+        return f"{field}.{sub}: {rest}"  # a section's own check, naming its field
     if e["type"] == "extra_forbidden":
         section = _section_of(e["loc"][:-1])
         allowed = ", ".join(section.model_fields) if section else ""

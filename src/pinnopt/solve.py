@@ -26,12 +26,11 @@ from pinnopt.config import Config, ConfigError, dump_config, load_config
 from pinnopt.evaluation import Evaluator
 from pinnopt.models import build_model
 from pinnopt.objective import Objective
-from pinnopt.optim.registry import parse_chain, split_name
 from pinnopt.problems import get_problem
 from pinnopt.train.checkpoint import CheckpointError, load_checkpoint
 from pinnopt.train.multistage import MultiStageResult, StagedModel, fit_stages, fourier_mlp
 from pinnopt.train.run_directory import check_fresh, clear_run, next_run_dir, write_run_files
-from pinnopt.train.trainer import CHECKPOINT_NAME, Trainer, TrainerSettings, check_options
+from pinnopt.train.trainer import CHECKPOINT_NAME, Trainer, TrainerSettings
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
@@ -69,7 +68,6 @@ def build_trainer(config: Config, out_dir: Path | None = None) -> Trainer:
         steps=t.steps,
         time_limit=t.time_limit,
         lr=o.lr,
-        optimizer_options=o.options,
         scheduler=o.scheduler,
         scheduler_options=o.scheduler_options,
         clip_grad_norm=o.clip_grad_norm,
@@ -81,16 +79,14 @@ def build_trainer(config: Config, out_dir: Path | None = None) -> Trainer:
         checkpoint_every=t.checkpoint_every,
         quiet=config.output.quiet,
     )
-    stages = parse_chain(o.optimizer)
-    _field("optim.options", check_options, stages, o.options)
+    stages = o.chain  # parsed once, when the config was validated
     metadata = {"model": config.model.kind, "seed": t.seed}
     trainer = _field(
         "optim", Trainer, objective, stages, settings, Evaluator(problem), out_dir, None, metadata
     )
-    # fail now, not after training, on bad optimizer or scheduler options
+    # fail now, not after training, on bad optimizer values or scheduler options
     for index, stage in enumerate(stages):
-        name = split_name(stage.optimizer)[0]
-        optimizer = _field(f"optim.options.{name}", trainer.build_optimizer, index)
+        optimizer = _field(f"optim.options.{stage.name}", trainer.build_optimizer, index)
         _field("optim.scheduler_options", trainer.build_scheduler, index, optimizer)
     return trainer
 

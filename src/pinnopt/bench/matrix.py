@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from pinnopt.config import Config, ConfigError, make_config, merge
-from pinnopt.optim.registry import parse_chain
 from pinnopt.problems import PROBLEMS
 
 # beneath the base config: a run ends at its time limit, not its step budget
@@ -39,10 +38,9 @@ class Run:
 
 
 def canonical_chain(text: str) -> str:
-    """``text`` as a chain without spaces (``"adam:10, lbfgs"`` → ``"adam:10,lbfgs"``)."""
-    return ",".join(
-        s.optimizer if s.steps is None else f"{s.optimizer}:{s.steps}" for s in parse_chain(text)
-    )
+    """``text`` without spaces around its stages (``"adam:10, lbfgs"`` → ``"adam:10,lbfgs"``);
+    the config of each run parses it (:func:`pinnopt.train.chain.parse_chain`)."""
+    return ",".join(part.strip() for part in text.split(","))
 
 
 def slug(optimizer: str) -> str:
@@ -82,7 +80,7 @@ def plan(
         chain = base.get("optim", {}).get("optimizer")
         optimizers = [chain] if chain else list(DEFAULT_OPTIMIZERS)
     problems = _unique("--problems", [_problem(p) for p in problems])
-    optimizers = _unique("--optimizers", [_chain(o) for o in optimizers])
+    optimizers = _unique("--optimizers", [canonical_chain(o) for o in optimizers])
     data = merge(BENCH_DEFAULTS, base)
     runs = []
     for problem in problems:
@@ -94,8 +92,19 @@ def plan(
                     "training": {"seed": seed},
                     "output": {"out": str(run_dir(out, problem, optimizer, seed)), "quiet": True},
                 }
-                runs.append(Run(problem, optimizer, seed, make_config(merge(data, cell))))
+                runs.append(Run(problem, optimizer, seed, _cell_config(merge(data, cell))))
     return runs
+
+
+def _cell_config(data: dict[str, Any]) -> Config:
+    """The validated config of one run; a bad chain names ``--optimizers``."""
+    try:
+        return make_config(data)
+    except ConfigError as e:
+        text = str(e)
+        if text.startswith("optim.optimizer: "):
+            raise ConfigError(f"--optimizers: {text.removeprefix('optim.optimizer: ')}") from None
+        raise
 
 
 def check_buildable(runs: list[Run]) -> None:
@@ -117,13 +126,6 @@ def _problem(name: str) -> str:
             f"--problems: unknown problem {name!r}; allowed: {', '.join(sorted(PROBLEMS))}"
         )
     return name
-
-
-def _chain(text: str) -> str:
-    try:
-        return canonical_chain(text)
-    except ValueError as e:
-        raise ConfigError(f"--optimizers: {e}") from None
 
 
 def _unique(flag: str, values: list[str]) -> list[str]:

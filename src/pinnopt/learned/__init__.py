@@ -3,7 +3,7 @@ meta-trained optimizers as ``torch.optim.Optimizer``, and the meta-training loop
 (:func:`meta_train`, ``pinnopt meta-train``).
 
 The hypergradient wrapper lives with the other optimizers
-(:class:`pinnopt.optim.hypergradient.HypergradientOptimizer`, config name ``meta``).
+(:class:`pinnopt.optim.hypergradient.HypergradientOptimizer`, config name ``hypergradient``).
 """
 
 from pinnopt.learned.learned_optimizer import LearnedOptimizer, load_learned

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import io
 import math
 import pickle
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from pinnopt.learned.meta import MetaOptimizerConfig, build_rule
+from pinnopt.learned.meta import MetaOptimizer, MetaOptimizerConfig, build_rule
 from pinnopt.learned.methods import LSTMRule, MetaSGDRule, OptimizerState, WarpGradRule
+from pinnopt.optim.registry import register_optimizer
+from pinnopt.train.schedulers import register_scheduler
 
 FORMAT = "pinnopt.learned_optimizer/1"
 # coordinates per call of the lstm rule when chunk_size is None: its temporaries then fit
@@ -45,6 +49,16 @@ def load_schedule(path: str | Path) -> Callable[[float], float]:
     rule = build_rule(config, [])
     rule.load_state_dict(blob["rule"])
     return lambda fraction: float(rule.multiplier(fraction).detach())
+
+
+@register_scheduler("learned")
+def learned_schedule(optimizer: Optimizer, steps: int, options: dict) -> Any:
+    """The ``learned`` lr schedule: lr·exp(s(k/steps)), s loaded from ``options["path"]``."""
+    if "path" not in options:
+        raise ValueError("scheduler learned needs the option path (a schedule saved by "
+                         "'pinnopt meta-train --method schedule')")  # fmt: skip
+    multiplier = load_schedule(options.pop("path"))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: multiplier(k / steps))
 
 
 class LearnedOptimizer(Optimizer):
@@ -259,3 +273,41 @@ def chunk_plan(
     if current:
         calls.append(current)
     return calls
+
+
+LEARNED = "l2o"  # the config name of a saved learned optimizer: l2o:PATH
+
+
+@register_optimizer(
+    LEARNED,
+    1.0,
+    description="A meta-trained optimizer from a file (l2o:PATH; pinnopt meta-train); "
+    "no file: the untrained l2o rule (Adam, lr 1e-2)",
+    argument="path",
+)
+def learned_optimizer(params, lr, path=None, scale=1.0) -> LearnedOptimizer:
+    """``LearnedOptimizer(params, path, scale)``; ``lr`` is ignored (the rule's step size
+    is learned; ``scale`` multiplies its update). Each group's ``lr`` is set to
+    ``scale`` for the trainer's history; a scheduler changes it with no effect.
+
+    Without ``path``: the ``l2o`` rule as meta-training starts it (default
+    ``MetaOptimizerConfig``), which is Adam with lr = ``inner_lr`` = 1e-2: a baseline."""
+    source = _untrained_l2o() if path is None else path
+    try:
+        optimizer = LearnedOptimizer(params, source, scale=scale)
+    except ValueError as e:  # torch.load's reason spans many lines: keep one
+        if str(e).startswith("Invalid path"):
+            msg = f"Invalid path: {str(path)!r} is not a saved learned optimizer"
+            raise ValueError(msg) from None
+        raise
+    for group in optimizer.param_groups:
+        group.setdefault("lr", group["scale"])
+    return optimizer
+
+
+def _untrained_l2o() -> io.BytesIO:
+    """The saved file of an untrained ``l2o`` rule, in memory."""
+    buffer = io.BytesIO()
+    MetaOptimizer(torch.nn.Linear(1, 1), MetaOptimizerConfig(method="l2o")).save(buffer)
+    buffer.seek(0)
+    return buffer

@@ -44,6 +44,8 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
+from pinnopt.optim.registry import register_optimizer
+
 SOLVERS = ("auto", "dense", "woodbury", "cg", "qr")
 # "auto" forms J (M × P doubles) only below this many entries, and factors at most
 # a MAX_FACTOR × MAX_FACTOR matrix; beyond either it runs conjugate gradient.
@@ -59,6 +61,12 @@ def choose_solver(n_residuals: int, n_params: int) -> str:
     return "dense" if n_params <= n_residuals else "woodbury"
 
 
+@register_optimizer(
+    "gn",
+    1.0,
+    closure="residuals",
+    description="Gauss-Newton / Levenberg-Marquardt (dense, Woodbury or CG solve)",
+)
 class GaussNewton(Optimizer):
     """Levenberg–Marquardt: damped Gauss–Newton on ½‖r(θ)‖² (see the module docstring).
 

@@ -27,7 +27,10 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
+from pinnopt.optim.registry import OPTIMIZERS, register_optimizer
+
 VARIANTS = ("additive", "multiplicative")
+HYPERGRADIENT = "hypergradient"  # its config name (``meta`` before; renamed from the package)
 
 
 def _base_factory(base: str | type[Optimizer]) -> Callable[..., Optimizer]:
@@ -36,9 +39,7 @@ def _base_factory(base: str | type[Optimizer]) -> Callable[..., Optimizer]:
         return base
     if not isinstance(base, str):
         raise ValueError(f"Invalid base: {base!r}; give an optimizer name or Optimizer subclass")
-    from pinnopt.optim.registry import OPTIMIZERS  # the registry imports this module
-
-    allowed = sorted(n for n, s in OPTIMIZERS.items() if s.closure is None and n != "meta")
+    allowed = sorted(n for n, s in OPTIMIZERS.items() if s.closure is None and n != HYPERGRADIENT)
     if base not in allowed:
         raise ValueError(
             f"Invalid base: {base!r}; allowed (first-order, no closure): {', '.join(allowed)}"
@@ -61,6 +62,11 @@ def _check_group(group: dict) -> None:
         raise ValueError(f"Invalid variant: {group['variant']!r}; allowed: {', '.join(VARIANTS)}")
 
 
+@register_optimizer(
+    HYPERGRADIENT,
+    1e-3,
+    description="Hypergradient lr adaptation (Baydin et al. 2018) around Adam or another base",
+)
 class HypergradientOptimizer(Optimizer):
     """A first-order optimizer whose per-group learning rate follows hypergradient descent.
 

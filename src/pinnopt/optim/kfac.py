@@ -85,6 +85,7 @@ from torch.utils.hooks import RemovableHandle
 
 from pinnopt.derivatives import Jet, register_jet_hook, supports_jet
 from pinnopt.optim.gauss_newton import _MatrixFree
+from pinnopt.optim.registry import build_optimizer, get_optimizer_spec, register_optimizer
 
 INVERSES = ("eigen", "cholesky")
 DAMPING_SPLITS = ("pi", "sqrt")
@@ -606,6 +607,13 @@ class KFACPreconditioner:
 # --------------------------------------------------------------------------- the optimizer
 
 
+@register_optimizer(
+    "kfac",
+    1.0,
+    closure="residuals",
+    needs_model=True,
+    description="K-FAC for PINNs (Kronecker factors over jets), auto step and momentum",
+)
 class KFAC(Optimizer):
     """K-FAC for least squares ½‖r(θ)‖², PINN-aware (see the module docstring).
 
@@ -704,8 +712,6 @@ class KFAC(Optimizer):
             raise ValueError("Invalid model: no nn.Linear layer with trained weight")
         self.base: Optimizer | None = None
         if base is not None:
-            from pinnopt.optim.registry import build_optimizer, get_optimizer_spec
-
             try:
                 spec = get_optimizer_spec(base)
             except ValueError as e:

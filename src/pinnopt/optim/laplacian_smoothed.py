@@ -39,6 +39,8 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
+from pinnopt.optim.registry import register_optimizer
+
 STENCILS = ("9point", "5point")
 LADAM_MODES = ("variance_lap", "update_lap", "weight_lap")
 SUGGESTED_C2 = {"pinn": 1e-5, "transformer": 1e-4, "mlp": 1e-5, "cnn": 0.0, "auto": 1e-4}
@@ -453,3 +455,12 @@ class LRMSProp(_LaplacianSmoothed):
 
     def _scalars(self, group: dict, step: int) -> tuple[float, ...]:
         return (-group["lr"],)
+
+
+register_optimizer("ladam", 1e-3, description="Adam with a Laplacian-smoothed second moment")(LAdam)
+register_optimizer("ladagrad", 1e-2, description="AdaGrad with a Laplacian-smoothed accumulator")(
+    LAdaGrad
+)
+register_optimizer(
+    "lrmsprop", 1e-2, description="RMSProp with a Laplacian-smoothed running average"
+)(LRMSProp)

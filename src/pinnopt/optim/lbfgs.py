@@ -19,6 +19,8 @@ from collections.abc import Callable
 
 import torch
 
+from pinnopt.optim.registry import register_optimizer
+
 RESCALE_BELOW = 1e-2  # rescale once the scaled loss has fallen below this
 
 
@@ -27,13 +29,25 @@ class LBFGS(torch.optim.LBFGS):
 
     The scale lives in the optimizer state (``loss_scale``), so ``state_dict``
     round-trips it. ``step`` returns the unscaled loss at the starting point.
+    ``step(closure, max_iter=k)`` runs at most k iterations in this call (with room for
+    25 evaluations each, so that the line searches are never the reason to stop);
+    ``iterations`` is how many the last call did: fewer than asked means the
+    optimizer met its own tolerances.
     """
 
+    iterations: int = 0
+
     @torch.no_grad()
-    def step(self, closure: Callable[[], torch.Tensor]) -> torch.Tensor:
+    def step(
+        self, closure: Callable[[], torch.Tensor], max_iter: int | None = None
+    ) -> torch.Tensor:
         if closure is None:
             raise ValueError("LBFGS needs a closure that re-evaluates the loss")
+        if max_iter is not None:
+            for group in self.param_groups:
+                group["max_iter"], group["max_eval"] = max_iter, max_iter * 25
         state = self.state[self._params[0]]
+        before = state.get("n_iter", 0)
         if "loss_scale" not in state:
             with torch.enable_grad():
                 start = float(closure().detach())
@@ -50,7 +64,9 @@ class LBFGS(torch.optim.LBFGS):
                     p.grad.mul_(scale)
             return loss * scale
 
-        return super().step(scaled) / scale
+        loss = super().step(scaled) / scale
+        self.iterations = state.get("n_iter", before + 1) - before
+        return loss
 
     def _rescale(self, state: dict, a: float) -> None:
         state["loss_scale"] *= a
@@ -63,3 +79,25 @@ class LBFGS(torch.optim.LBFGS):
         if state.get("prev_flat_grad") is not None:
             state["prev_flat_grad"].mul_(a)
         state["prev_loss"] = state["prev_loss"] * a
+
+
+# L-BFGS for PINNs: strong-Wolfe line search, a long history, and tolerances that
+# (on the rescaled loss) act relative to the loss.
+LBFGS_DEFAULTS = {
+    "history_size": 100,
+    "line_search_fn": "strong_wolfe",
+    "tolerance_grad": 1e-12,
+    "tolerance_change": 1e-14,
+}
+
+
+@register_optimizer(
+    "lbfgs",
+    1.0,
+    closure="loss",
+    description="L-BFGS, strong Wolfe, loss rescaled for precision",
+    signature=LBFGS,
+)
+def lbfgs(params, lr, **options) -> LBFGS:
+    """:class:`LBFGS` with :data:`LBFGS_DEFAULTS` under ``options``."""
+    return LBFGS(params, lr=lr, **{**LBFGS_DEFAULTS, **options})

@@ -1,5 +1,6 @@
 """Training: the loop, schedules, checkpoints and multi-stage training."""
 
+from pinnopt.train.chain import Stage, chain_text, parse_chain
 from pinnopt.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from pinnopt.train.multistage import (
     MultiStageResult,
@@ -16,6 +17,9 @@ from pinnopt.train.trainer import Trainer, TrainerSettings, TrainResult, TrainSt
 __all__ = [
     "SCHEDULERS",
     "CheckpointError",
+    "Stage",
+    "chain_text",
+    "parse_chain",
     "MultiStageResult",
     "StageResult",
     "StagedModel",

@@ -48,7 +48,8 @@ from torch import Tensor
 
 from pinnopt.evaluation import Evaluator
 from pinnopt.objective import Objective, ResidualClosure
-from pinnopt.optim.registry import Stage, build_optimizer, get_optimizer_spec, split_name
+from pinnopt.optim.registry import build_optimizer
+from pinnopt.train.chain import Stage, chain_text
 from pinnopt.train.checkpoint import CheckpointError, save_checkpoint
 from pinnopt.train.interrupts import StopRequest, signal_name
 from pinnopt.train.run_directory import write_run_files
@@ -64,7 +65,6 @@ class TrainerSettings:
     steps: int = 5000
     time_limit: float | None = None  # seconds of wall time for this call of fit()
     lr: float | None = None  # first-order learning rate; None: each optimizer's default
-    optimizer_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     scheduler: str = "none"
     scheduler_options: dict[str, Any] = field(default_factory=dict)
     clip_grad_norm: float | None = None
@@ -117,22 +117,6 @@ class TrainResult:
     signal: int | None = None  # the signal that interrupted the run (SIGINT, SIGTERM)
 
 
-def chain_text(stages: list[Stage]) -> str:
-    """A chain as it is written: ``adam:1000,lbfgs``."""
-    return ",".join(s.optimizer if s.steps is None else f"{s.optimizer}:{s.steps}" for s in stages)
-
-
-def check_options(stages: list[Stage], options: dict[str, dict[str, Any]]) -> None:
-    """ValueError when ``options`` names an optimizer that is not in the chain."""
-    names = [split_name(s.optimizer)[0] for s in stages]
-    extra = sorted(set(options) - set(names))
-    if extra:
-        raise ValueError(
-            f"options for {', '.join(extra)}, which the chain {chain_text(stages)} does not "
-            f"use; allowed: {', '.join(dict.fromkeys(names))}"
-        )
-
-
 def stage_bounds(stages: list[Stage], total: int) -> list[tuple[int, int]]:
     """[start, end) step range of each stage inside a budget of ``total`` steps."""
     bounds, start = [], 0
@@ -174,9 +158,8 @@ class Trainer:
         if s.amp and self.dtype != torch.float32:
             raise ValueError("amp needs dtype float32 (float64 runs are not autocast)")
         for stage in stages:
-            if s.amp and get_optimizer_spec(stage.optimizer).closure:
+            if s.amp and stage.spec.closure:
                 raise ValueError(f"amp is not supported with closure optimizer {stage.optimizer}")
-        check_options(stages, s.optimizer_options)
         self.bounds = stage_bounds(stages, s.steps)
         # progress of the run, all saved in checkpoints
         self.step = 0
@@ -199,6 +182,14 @@ class Trainer:
             warnings.warn(
                 f"the step budget of {s.steps} steps ends before stage(s) {names} of the chain "
                 f"{chain_text(stages)}: they will not run (raise steps to reach them)",
+                stacklevel=2,
+            )
+        given = {"lr": s.lr, "scheduler": s.scheduler}
+        unused = [k for k, v in given.items() if v not in (None, "none")]
+        if unused and all(st.spec.closure for st in stages):  # only first-order stages use them
+            warnings.warn(
+                f"{' and '.join(unused)} set, but the chain {chain_text(stages)} has no "
+                "first-order stage to use it: L-BFGS, gn and kfac set their own step",
                 stacklevel=2,
             )
 
@@ -225,15 +216,13 @@ class Trainer:
     def build_optimizer(self, index: int) -> torch.optim.Optimizer:
         """A fresh optimizer of chain stage ``index``; ValueError on bad options."""
         stage = self.stages[index]
-        spec = get_optimizer_spec(stage.optimizer)
-        options = dict(self.settings.optimizer_options.get(split_name(stage.optimizer)[0], {}))
-        lr = None if spec.closure else self.settings.lr
-        return build_optimizer(stage.optimizer, self.params, lr, self.model, **options)
+        lr = None if stage.spec.closure else self.settings.lr
+        return build_optimizer(stage.optimizer, self.params, lr, self.model, **stage.options)
 
     def build_scheduler(self, index: int, optimizer: torch.optim.Optimizer) -> Any:
         """The lr schedule of chain stage ``index`` over ``optimizer``: None for closure
         optimizers; ValueError on bad scheduler options."""
-        if get_optimizer_spec(self.stages[index].optimizer).closure:
+        if self.stages[index].spec.closure:
             return None
         start, end = self.bounds[index]
         s = self.settings
@@ -288,7 +277,7 @@ class Trainer:
         checkpoint written) before the optimizer moves them.
         """
         opt = self.optimizer
-        kind = get_optimizer_spec(self._current_stage().optimizer).closure
+        kind = self._current_stage().spec.closure
         first: dict[str, Any] = {}
 
         def observe(loss: Tensor, parts: dict[str, Tensor]) -> None:
@@ -306,13 +295,9 @@ class Trainer:
             opt.step(closure)
             done, self._closure_converged = 1, False
         else:
-            group = opt.param_groups[0]
             start = self.bounds[self.stage_index][0]
             offset = (self.step - start) % self.settings.closure_iterations
             chunk = min(self.settings.closure_iterations - offset, end - self.step)
-            if "max_iter" in group:
-                group["max_iter"] = chunk
-                group["max_eval"] = chunk * 25  # room for line searches: never the reason to stop
 
             def closure() -> Tensor:
                 opt.zero_grad(set_to_none=True)
@@ -321,10 +306,8 @@ class Trainer:
                 loss.backward()
                 return loss
 
-            state = opt.state[self.params[0]]
-            before = state.get("n_iter", 0)
-            opt.step(closure)
-            done = state.get("n_iter", before + 1) - before
+            opt.step(closure, max_iter=chunk)  # a "loss" optimizer's contract (LBFGS)
+            done = opt.iterations
             # fewer iterations than asked: the optimizer met its own tolerances
             self._closure_converged = done < chunk
         value = first.get("loss", math.nan)
@@ -488,7 +471,7 @@ class Trainer:
                     if self.optimizer is None and self.step < end:
                         self._build_stage()
                     name = self._current_stage().optimizer
-                    closure = get_optimizer_spec(name).closure
+                    closure = self._current_stage().spec.closure
                     stage_done = False
                     while self.step < end:
                         if stop.requested:  # Ctrl-C or SIGTERM: stop between two steps
