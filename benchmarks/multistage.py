@@ -7,10 +7,10 @@
     python benchmarks/multistage.py --smoke                      # tiny, for the test suite
 
 Each seed and rule runs what ``pinnopt solve PROBLEM --optimizer OPT --width W
---depth D --steps N --stages S`` runs (:func:`pinnopt.solve.build_trainer`, then
+--depth D --steps N --networks S`` runs (:func:`pinnopt.solve.build_trainer`, then
 :func:`pinnopt.train.multistage.fit_stages` with the networks of
 :func:`pinnopt.solve.stage_network`): stage 1 is exactly the single-network run of
-the same flags without ``--stages``, and every further network gets the same
+the same flags without ``--networks``, and every further network gets the same
 optimizer and N steps. ``--rules`` picks how f_d and ε are set
 (:func:`pinnopt.train.multistage.analyze_residual`: ``error``, pinnopt's default,
 or ``residual``, Wang & Lai's as written). For comparison, one network is also
@@ -57,7 +57,7 @@ def staged(args: argparse.Namespace, seed: int, rule: str) -> dict[str, Any]:
     trainer = build_trainer(cfg)
     problem = trainer.objective.problem
     run = fit_stages(
-        trainer, args.stages, lambda k, f: stage_network(cfg, problem, k, f), rule=rule
+        trainer, args.networks, lambda k, f: stage_network(cfg, problem, k, f), rule=rule
     )
     first, last = run.stages[0], run.stages[-1]
     return {
@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     for seed in args.seeds:
         long = None
         if args.long:
-            result = build_trainer(config(args, args.steps * args.stages, seed)).fit()
+            result = build_trainer(config(args, args.steps * args.networks, seed)).fit()
             long = {"long_rel_l2": result.rel_l2, "long_time": result.wall_time_s}
         for rule in args.rules:
             row = staged(args, seed, rule) | (long or {})
@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                 f"{row['networks']} networks {row['final_rel_l2']:.3e} (ratio "
                 f"{row['ratio']:.1f}, eps {row['epsilon']:.2e}, f_d {row['frequency']:.3g}); "
                 f"times {times} s"
-                + (f"; one network {args.steps * args.stages} steps {row['long_rel_l2']:.3e} "
+                + (f"; one network {args.steps * args.networks} steps {row['long_rel_l2']:.3e} "
                    f"in {row['long_time']:.1f} s" if long else ""),
                 flush=True,
             )  # fmt: skip
@@ -103,7 +103,7 @@ def _ratio(x: float) -> str:
 
 
 def table(rows: list[dict[str, Any]], args: argparse.Namespace, command: str) -> str:
-    s = args.stages
+    s = args.networks
     lines = [
         f"`{args.problem}`, optimizer `{args.optimizer}`, tanh MLP {args.width} wide and "
         f"{args.depth} deep, {args.steps} steps per network, {s} networks (networks 2+ on "
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--width", type=int, default=32)
     parser.add_argument("--depth", type=int, default=1)
     parser.add_argument("--steps", type=int, default=2000, help="steps per network")
-    parser.add_argument("--stages", type=int, default=2, help="networks (>= 2)")
+    parser.add_argument("--networks", type=int, default=2, help="networks (>= 2)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--rules", nargs="+", default=["error"], choices=RULES,
                         help="how f_d and ε are set (analyze_residual)")  # fmt: skip
@@ -149,8 +149,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--out", type=Path, help="write the markdown table here")
     parser.add_argument("--smoke", action="store_true", help="tiny budget, for the test suite")
     args = parser.parse_args(argv)
-    if args.stages < 2:
-        parser.error(f"--stages must be >= 2, got {args.stages}")
+    if args.networks < 2:
+        parser.error(f"--networks must be >= 2, got {args.networks}")
     args.points = {}
     if args.smoke:
         args.steps, args.width = 8, 6

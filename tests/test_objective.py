@@ -269,3 +269,127 @@ def test_jacobian_checks_the_residual_shape_per_point():
     assert objective.residual_vector().shape == (230,)
     with pytest.raises(ValueError, match=r"term 'bc': .* = \(1,\) .*got \(200,\)"):
         objective.jacobian()
+
+
+# --------------------------------------------------------------------------- seams
+
+
+def _halves(points: dict[str, Tensor]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    first = {k: v[: v.shape[0] // 2] for k, v in points.items()}
+    second = {k: v[v.shape[0] // 2 :] for k, v in points.items()}
+    return first, second
+
+
+def test_global_counts_make_the_losses_of_two_halves_add_up_to_the_full_one():
+    problem, model, points = _setup(counts={"pde": 40, "bc": 18, "ic": 13, "ic_t": 21})
+    weights = {"bc": 3.0, "ic_t": 0.5}
+    full = Objective(problem, model, points, weights)
+    sizes = {k: v.shape[0] for k, v in points.items()}
+    halves = [Objective(problem, model, h, weights, counts=sizes) for h in _halves(points)]
+    loss, parts = full.loss_terms()
+    half_parts = [h.loss_terms()[1] for h in halves]
+    for name in parts:
+        torch.testing.assert_close(
+            half_parts[0][name] + half_parts[1][name], parts[name], atol=0, rtol=1e-13
+        )
+    torch.testing.assert_close(sum(h.loss() for h in halves), loss, atol=0, rtol=1e-13)
+    # the two halves' residual vectors and Jacobian rows are the full one's, term by term
+    r, J = full.jacobian()
+    (r0, J0), (r1, J1) = (h.jacobian() for h in halves)
+    for name in parts:
+        for whole, first, second in ((r, r0, r1), (J, J0, J1)):
+            torch.testing.assert_close(
+                torch.cat([halves[0].split(first)[name], halves[1].split(second)[name]]),
+                full.split(whole)[name],
+                atol=1e-15,
+                rtol=1e-12,
+            )
+    # without counts each half normalises by its own size: twice the full scale
+    local = Objective(problem, model, _halves(points)[0], weights)
+    assert local.scale("pde", 20) == pytest.approx(math.sqrt(2) * full.scale("pde", 40))
+
+
+def test_default_counts_are_the_local_sizes_bit_for_bit():
+    problem, model, points = _setup()
+    sizes = {k: v.shape[0] for k, v in points.items()}
+    plain, counted = (
+        Objective(problem, model, points),
+        Objective(problem, model, points, None, sizes),
+    )
+    torch.testing.assert_close(counted.residual_vector(), plain.residual_vector(), atol=0, rtol=0)
+
+
+@pytest.mark.parametrize(
+    ("counts", "match"),
+    [
+        ({"pdf": 3}, r"unknown term\(s\) \['pdf'\] in counts; allowed"),
+        ({"pde": 0}, r"count of term 'pde' must be an integer >= 1, got 0"),
+        ({"pde": 2.5}, r"count of term 'pde' must be an integer >= 1, got 2.5"),
+    ],
+)
+def test_bad_counts_are_named(counts, match):
+    problem, model, points = _setup("heat1d")
+    with pytest.raises(ValueError, match=match):
+        Objective(problem, model, points, counts=counts)
+
+
+def test_loss_of_and_term_losses_of_a_residual_vector_are_the_objectives():
+    problem, model, points = _setup()
+    objective = Objective(problem, model, points, weights={"bc": 3.0})
+    r = objective.residual_vector()
+    loss, parts = objective.loss_terms()
+    assert objective.loss_of(r).item() == (0.5 * r.dot(r)).item()  # the formula, bit for bit
+    torch.testing.assert_close(objective.loss_of(r), loss, atol=0, rtol=1e-14)
+    for name, part in objective.term_losses(r).items():
+        assert part.item() == parts[name].item(), name
+
+
+def test_residuals_at_other_points_match_the_objectives_residuals():
+    problem, model, points = _setup()
+    objective = Objective(problem, model, points)
+    with torch.no_grad():
+        ref = objective.residuals()
+    at = objective.residuals_at(points)
+    assert list(at) == list(ref)
+    for name in ref:
+        assert not at[name].requires_grad
+        torch.testing.assert_close(at[name], ref[name], atol=0, rtol=0)
+    # one term, a tensor of points, any chunk size
+    pde = objective.residuals_at(points["pde"], term="pde", chunk=3)
+    torch.testing.assert_close(pde, ref["pde"], atol=1e-15, rtol=1e-13)
+    with pytest.raises(ValueError, match="term is needed when points is a tensor"):
+        objective.residuals_at(points["pde"])
+    with pytest.raises(ValueError, match=r"unknown term 'pdf'; allowed"):
+        objective.residuals_at(points["pde"], term="pdf")
+    with pytest.raises(ValueError, match=r"chunk must be >= 1, got 0"):
+        objective.residuals_at(points["pde"], term="pde", chunk=0)
+
+
+def test_set_points_and_set_weights_change_the_objective_and_notify_once():
+    problem, model, points = _setup()
+    objective = Objective(problem, model, points)
+    seen: list[str] = []
+    unsubscribe = objective.subscribe(seen.append)
+    new = problem.sample(torch.Generator().manual_seed(5), {"pde": 7})["pde"].to(DTYPE)
+    objective.set_points({"pde": new})
+    assert seen == ["points"]
+    assert objective.points["pde"] is new and objective.points["bc"] is points["bc"]
+    assert points["pde"] is not new  # the caller's dict is not changed in place
+    assert objective.residual_vector().shape[0] == 7 + sum(
+        v.shape[0] for k, v in points.items() if k != "pde"
+    )
+    before = objective.loss_terms()[1]
+    objective.set_weights({"bc": 4.0})
+    assert seen == ["points", "weights"]
+    assert objective.weights["bc"] == 4.0 and objective.weights["pde"] == 1.0
+    torch.testing.assert_close(
+        objective.loss_terms()[1]["bc"], 4 * before["bc"], rtol=1e-14, atol=0
+    )
+    with pytest.raises(ValueError, match="weight of term 'bc' must be finite and >= 0"):
+        objective.set_weights({"bc": -1.0})
+    with pytest.raises(ValueError, match=r"unknown term\(s\) \['pdf'\] in points"):
+        objective.set_points({"pdf": new})
+    assert objective.weights["bc"] == 4.0 and seen == ["points", "weights"]  # nothing changed
+    unsubscribe()
+    objective.set_weights({"bc": 1.0})
+    assert seen == ["points", "weights"]

@@ -7,7 +7,6 @@ allowed, and exits with code 2 — never a traceback.
 
 from __future__ import annotations
 
-import shlex
 import sys
 import warnings
 from importlib.metadata import version as package_version
@@ -65,7 +64,7 @@ def solve(
     depth: Annotated[int | None, typer.Option(help="Hidden layers.")] = None,
     steps: Annotated[
         int | None,
-        typer.Option(help="Step budget of the optimizer chain (per network with --stages)."),
+        typer.Option(help="Step budget of the optimizer chain (per network with --networks)."),
     ] = None,
     time_limit: Annotated[
         float | None, typer.Option("--time-limit", help="Wall-clock budget in seconds.")
@@ -84,7 +83,7 @@ def solve(
     resume: Annotated[
         Path | None, typer.Option(help="Continue the run in this directory from its checkpoint.")
     ] = None,
-    stages: Annotated[
+    networks: Annotated[
         int | None,
         typer.Option(
             help="Networks of multi-stage training, each fitting what the previous left "
@@ -116,7 +115,7 @@ def solve(
     put("training", "threads", threads)
     put("output", "quiet", True if quiet else None)
     if resume is not None:
-        given = [problem, optimizer, model, width, depth, lr, seed, dtype, config, out, stages]
+        given = [problem, optimizer, model, width, depth, lr, seed, dtype, config, out, networks]
         if any(v is not None for v in given) or overwrite:
             raise ConfigError(
                 "--resume: only --steps, --time-limit, --threads and --quiet may be changed"
@@ -131,7 +130,7 @@ def solve(
         put("model", "depth", depth)
         put("training", "seed", seed)
         put("training", "dtype", dtype)
-        put("training", "stages", stages)
+        put("training", "networks", networks)
         put("output", "out", str(out) if out is not None else None)
         cfg = load_config(config, overrides) if config is not None else make_config(overrides)
         cfg = output_config(cfg, overwrite)
@@ -240,7 +239,7 @@ def bench(
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Run every problem × optimizer × seed; write results.csv, results.md and plots to OUT."""
-    from pinnopt.bench.matrix import check_buildable, plan
+    from pinnopt.bench.matrix import bench_command, check_buildable, plan
     from pinnopt.bench.report import write_report
     from pinnopt.bench.runner import run_matrix
 
@@ -517,24 +516,6 @@ def meta_train(
         raise typer.Exit(code=EXIT_EXPLODED)
 
 
-def bench_command(problems, optimizers, seeds, out, config, flags, quiet) -> str:
-    """The ``pinnopt bench`` command line that the given options spell."""
-    words = ["pinnopt", "bench"]
-    if problems:
-        words += ["--problems", *problems]
-    if optimizers:
-        words += ["--optimizers", *optimizers]
-    for section in flags.values():
-        for key, value in section.items():
-            if value is not None:
-                flag = {"kind": "model"}.get(key, key).replace("_", "-")
-                words += [f"--{flag}", str(value)]
-    words += ["--seeds", str(seeds), "--out", str(out)]
-    words += ["--config", str(config)] if config is not None else []
-    words += ["--quiet"] if quiet else []
-    return shlex.join(words)
-
-
 # options whose values may follow them space-separated: `--optimizers gn adam:10,lbfgs`
 MULTI_VALUE_OPTIONS = {"bench": ("--problems", "--optimizers")}
 
@@ -566,9 +547,18 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
         sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
 
 
+# flags that were renamed: the old spelling gets an error naming the new one
+RENAMED_FLAGS = {"--stages": "--networks"}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app; bad input is one line on stderr and exit code 2."""
     argv = spread_values(sys.argv[1:] if argv is None else list(argv))
+    for word in argv:
+        new = RENAMED_FLAGS.get(word.split("=", 1)[0])
+        if new is not None:
+            print(f"error: {word.split('=', 1)[0]}: renamed; use {new}", file=sys.stderr)
+            return EXIT_BAD_INPUT
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning

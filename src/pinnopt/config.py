@@ -5,7 +5,7 @@
     [optim]     optimizer (name or chain), lr, scheduler, scheduler_options, clip_grad_norm,
                 options (per optimizer name)
     [training]  steps, time_limit, seed, dtype, device, threads, amp, patience, min_delta,
-                eval_every, log_every, checkpoint_every, stages (networks of multi-stage
+                eval_every, log_every, checkpoint_every, networks (networks of multi-stage
                 training, each with the full step and time budget)
     [output]    out, quiet
 
@@ -139,7 +139,7 @@ class TrainingConfig(Section):
     eval_every: int = Field(100, ge=1)
     log_every: int = Field(10, ge=1)
     checkpoint_every: int = Field(1000, ge=1)
-    stages: int = Field(1, ge=1)  # networks of multi-stage training (pinnopt.train.multistage)
+    networks: int = Field(1, ge=1)  # networks of multi-stage training (pinnopt.train.multistage)
 
     @field_validator("device")
     @classmethod
@@ -168,6 +168,10 @@ class Config(Section):
         return Path(self.output.out)
 
 
+# keys that were renamed: the old spelling gets an error naming the new one
+RENAMED_KEYS = {"training.stages": "training.networks"}
+
+
 def _one_of(value: str, allowed, what: str) -> str:
     if value not in allowed:
         raise ValueError(f"unknown {what} {value!r}; allowed: {', '.join(sorted(allowed))}")
@@ -185,6 +189,9 @@ def _describe(error: ValidationError) -> str:
         return f"{field}.{sub}: {rest}"  # a section's own check, naming its field
     if e["type"] == "extra_forbidden":
         section = _section_of(e["loc"][:-1])
+        new = RENAMED_KEYS.get(field)
+        if new is not None:
+            return f"{field}: renamed; use {new}"
         allowed = ", ".join(section.model_fields) if section else ""
         return f"{field}: unknown key; allowed: {allowed}"
     if e["type"].endswith("_type"):  # a wrong type: show what was given

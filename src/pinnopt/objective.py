@@ -7,8 +7,27 @@ For residual terms k with weights w_k evaluated at N_k points,
 so that loss = Σ_k ½ w_k · mean_i r_k(x_i; θ)². This module is the single place
 where residuals become a loss: first-order optimizers see :meth:`Objective.loss`,
 curvature optimizers see :meth:`Objective.residual_vector` and its Jacobian
-(:meth:`Objective.jacobian`, or both through a :class:`ResidualClosure`), loss
-weighting changes ``weights`` and adaptive sampling changes ``points``.
+(:meth:`Objective.jacobian`, or both through a :class:`ResidualClosure`); a residual
+vector's loss is :meth:`Objective.loss_of` (per term :meth:`Objective.term_losses`),
+and a term's residual at other points (a grid, fresh samples) is
+:meth:`Objective.residuals_at` (:func:`term_residuals` for a bare model).
+
+Things that change during training change here, through one path: loss
+weighting calls :meth:`Objective.set_weights` (w_k), adaptive sampling calls
+:meth:`Objective.set_points`; each notifies the callbacks registered with
+:meth:`Objective.subscribe` with what changed (``"weights"`` or ``"points"``),
+and the trainer hands that on to its optimizer's ``objective_changed(what)``
+when it has one. What each optimizer keeps is decided on purpose: L-BFGS drops
+its curvature pairs (s, y), which belong to the old objective, and keeps its loss
+scale (:meth:`pinnopt.optim.lbfgs.LBFGS.objective_changed`); Gauss–Newton / LM
+keep their damping (a fresh Jacobian is formed every step, and the damping is a
+trust-region size, not a model of the old loss); K-FAC keeps its running Kronecker
+factors (they are exponential averages that decay towards the new objective);
+first-order optimizers keep their moments (likewise running averages).
+
+N_k is the number of points of term k held here, unless ``counts`` gives the
+global number (points sharded across processes): then every shard's r is a
+slice of the one global r and the shards' losses add up to the global loss.
 """
 
 from __future__ import annotations
@@ -24,13 +43,37 @@ from pinnopt.problems.base import Problem, Term
 
 # per-point Jacobian rows are built in chunks of at most this many entries (points × params)
 JACOBIAN_CHUNK_ENTRIES = 2**24
+# residuals without a graph (residuals_at) are evaluated in chunks of this many points
+RESIDUAL_CHUNK = 4096
+# what can change during training (the argument of the change callbacks)
+CHANGES = ("points", "weights")
+
+
+@torch.no_grad()
+def term_residuals(term: Term, model: nn.Module, x: Tensor, chunk: int = RESIDUAL_CHUNK) -> Tensor:
+    """Unweighted residual r_k of ``term`` at points ``x``, without a graph, ``chunk`` at a time.
+
+    ``x`` is moved to the dtype and device of the model's first parameter; the
+    result stays there, shape (len(x),). :meth:`Objective.residuals_at` is this
+    for an objective's model; it is here too for callers that hold a model alone.
+    """
+    if chunk < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
+    p = next(model.parameters())
+    x = x.to(device=p.device, dtype=p.dtype)
+    values = [term.evaluate(model, x[i : i + chunk]).detach() for i in range(0, x.shape[0], chunk)]
+    return torch.cat(values)
 
 
 class Objective:
     """Weighted least-squares objective of a problem's residual terms for one model.
 
     ``points`` maps term names to collocation points (already in the model's dtype
-    and device); ``weights`` overrides the terms' default weights w_k.
+    and device); ``weights`` overrides the terms' default weights w_k; ``counts``
+    gives the global N_k of some terms (points sharded across processes), used in
+    sqrt(w_k / N_k) instead of the number of points held here. Change points and
+    weights during training with :meth:`set_points` and :meth:`set_weights`, which
+    notify the callbacks registered with :meth:`subscribe`.
     """
 
     def __init__(
@@ -39,22 +82,114 @@ class Objective:
         model: nn.Module,
         points: dict[str, Tensor],
         weights: dict[str, float] | None = None,
+        counts: dict[str, int] | None = None,
     ) -> None:
         names = [t.name for t in problem.terms]
         missing = set(names) - set(points)
         if missing:
             raise ValueError(f"points missing for term(s) {sorted(missing)}")
-        weights = dict(weights or {})
-        unknown = set(weights) - set(names)
-        if unknown:
-            raise ValueError(f"unknown term(s) {sorted(unknown)} in weights; allowed: {names}")
         self.problem = problem
         self.model = model
         self.points = points
-        self.weights = {t.name: float(weights.get(t.name, t.weight)) for t in problem.terms}
-        for name, w in self.weights.items():
+        self.weights = self._checked_weights(weights or {}, defaults=True)
+        self.counts = self._checked_counts(counts or {})
+        self._listeners: list[Callable[[str], None]] = []
+
+    # ------------------------------------------------------------------ changes
+
+    def _names(self) -> list[str]:
+        return [t.name for t in self.problem.terms]
+
+    def _unknown(self, given, what: str) -> None:
+        unknown = set(given) - set(self._names())
+        if unknown:
+            raise ValueError(
+                f"unknown term(s) {sorted(unknown)} in {what}; allowed: {self._names()}"
+            )
+
+    def _checked_weights(self, weights: dict[str, float], defaults: bool) -> dict[str, float]:
+        """All terms' weights: ``weights`` over the terms' defaults (or the current ones)."""
+        self._unknown(weights, "weights")
+        base = {t.name: t.weight for t in self.problem.terms} if defaults else self.weights
+        out = {k: float(weights.get(k, w)) for k, w in base.items()}
+        for name, w in out.items():
             if not math.isfinite(w) or w < 0:
                 raise ValueError(f"weight of term {name!r} must be finite and >= 0, got {w}")
+        return out
+
+    def _checked_counts(self, counts: dict[str, int]) -> dict[str, int]:
+        self._unknown(counts, "counts")
+        for name, n in counts.items():
+            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+                raise ValueError(f"count of term {name!r} must be an integer >= 1, got {n!r}")
+        return dict(counts)
+
+    def subscribe(self, callback: Callable[[str], None]) -> Callable[[], None]:
+        """Call ``callback(what)`` after every change (``what`` in :data:`CHANGES`);
+        returns a function that unsubscribes it."""
+        self._listeners.append(callback)
+
+        def unsubscribe() -> None:
+            if callback in self._listeners:
+                self._listeners.remove(callback)
+
+        return unsubscribe
+
+    def _changed(self, what: str) -> None:
+        for callback in list(self._listeners):
+            callback(what)
+
+    def set_points(self, points: dict[str, Tensor], counts: dict[str, int] | None = None) -> None:
+        """Replace the points of the terms in ``points`` (others keep theirs), and the
+        global counts of those in ``counts``; then notify the subscribers of ``"points"``.
+
+        ``points`` must already be in the model's dtype and device. ``self.points``
+        becomes a new dict, so an objective that shared the old one keeps it.
+        """
+        self._unknown(points, "points")
+        counts = self._checked_counts(counts or {})
+        self.points = {**self.points, **points}
+        self.counts = {**self.counts, **counts}
+        self._changed("points")
+
+    def set_weights(self, weights: dict[str, float]) -> None:
+        """Set w_k of the terms in ``weights`` (others keep theirs); then notify the
+        subscribers of ``"weights"``. ValueError for an unknown term or a weight that is
+        not finite and >= 0 (and then nothing changes)."""
+        self.weights = self._checked_weights(weights, defaults=False)
+        self._changed("weights")
+
+    # ------------------------------------------------------------------ residuals and loss
+
+    def scale(self, term: str, n: int) -> float:
+        """sqrt(w_k / N_k) of term ``term``, with N_k its global count or else ``n``."""
+        return math.sqrt(self.weights[term] / self.counts.get(term, n))
+
+    def residuals_at(
+        self,
+        points: dict[str, Tensor] | Tensor,
+        term: str | None = None,
+        chunk: int = RESIDUAL_CHUNK,
+    ) -> dict[str, Tensor] | Tensor:
+        """Unweighted residuals at other points, without a graph (:func:`term_residuals`).
+
+        ``points`` a tensor: the residual of ``term`` there (shape (len(points),));
+        a dict: the residual of every term it names (``term`` must then be None).
+        """
+        if isinstance(points, Tensor):
+            if term is None:
+                raise ValueError("term is needed when points is a tensor")
+            return term_residuals(self._term(term), self.model, points, chunk)
+        if term is not None:
+            raise ValueError("term must be None when points is a dict (its keys are the terms)")
+        self._unknown(points, "points")
+        return {k: term_residuals(self._term(k), self.model, x, chunk) for k, x in points.items()}
+
+    def _term(self, name: str) -> Term:
+        for t in self.problem.terms:
+            if t.name == name:
+                return t
+        raise ValueError(f"unknown term {name!r}; allowed: {self._names()}")
 
     def residuals(self) -> dict[str, Tensor]:
         """Unweighted residuals r_k at every term's points, each of shape (N_k,).
@@ -69,7 +204,7 @@ class Objective:
 
     def weighted(self, residuals: dict[str, Tensor]) -> dict[str, Tensor]:
         """sqrt(w_k / N_k) · r_k for every term."""
-        return {k: r * math.sqrt(self.weights[k] / r.numel()) for k, r in residuals.items()}
+        return {k: r * self.scale(k, r.numel()) for k, r in residuals.items()}
 
     def residual_vector(self) -> Tensor:
         """r(θ): all weighted residuals concatenated, shape (Σ N_k,)."""
@@ -80,13 +215,22 @@ class Objective:
         sizes = [self.points[t.name].shape[0] for t in self.problem.terms]
         return dict(zip(self.weights, torch.split(r, sizes)))
 
+    @staticmethod
+    def loss_of(r: Tensor) -> Tensor:
+        """½ ‖r‖² of a (weighted) residual vector r, e.g. one a closure returned."""
+        return 0.5 * r.dot(r)
+
+    @staticmethod
+    def _half_square(r: Tensor) -> Tensor:
+        return 0.5 * r.square().sum()
+
     def term_losses(self, r: Tensor) -> dict[str, Tensor]:
         """Per-term losses ½ ‖r_k‖² of a residual vector r."""
-        return {k: 0.5 * rk.square().sum() for k, rk in self.split(r).items()}
+        return {k: self._half_square(rk) for k, rk in self.split(r).items()}
 
     def loss_terms(self) -> tuple[Tensor, dict[str, Tensor]]:
         """(loss, per-term losses ½ w_k mean r_k²), with loss = ½ ‖r(θ)‖² their sum."""
-        parts = {k: 0.5 * r.square().sum() for k, r in self.weighted(self.residuals()).items()}
+        parts = {k: self._half_square(r) for k, r in self.weighted(self.residuals()).items()}
         return torch.stack(list(parts.values())).sum(), parts
 
     def loss(self) -> Tensor:
@@ -109,7 +253,7 @@ class Objective:
         r_parts, j_parts = [], []
         for term in self.problem.terms:
             x = self.points[term.name]
-            scale = math.sqrt(self.weights[term.name] / x.shape[0])
+            scale = self.scale(term.name, x.shape[0])
             module = _PointResidual(self.model, term)
 
             def one_point(p: dict[str, Tensor], xi: Tensor, module=module) -> Tensor:

@@ -6,7 +6,7 @@ A run directory holds ``config.toml`` (fully resolved), ``metrics.json``,
 folder ``runs/<problem>-N``; a folder that already holds a run is refused unless
 ``overwrite`` is given.
 
-With ``training.stages`` N > 1 the trainer is stage 1 of multi-stage training
+With ``training.networks`` N > 1 the trainer is stage 1 of multi-stage training
 (:mod:`pinnopt.train.multistage`): N − 1 more networks follow, each an MLP of the
 model's width and depth on Fourier features, with the full step and time budget.
 The run directory holds the same files: ``metrics.json`` describes the final
@@ -28,7 +28,7 @@ from pinnopt.models import build_model
 from pinnopt.objective import Objective
 from pinnopt.problems import get_problem
 from pinnopt.train.checkpoint import CheckpointError, load_checkpoint
-from pinnopt.train.multistage import MultiStageResult, StagedModel, fit_stages, fourier_mlp
+from pinnopt.train.multistage import MultiStageResult, NetworkSum, fit_stages, fourier_mlp
 from pinnopt.train.run_directory import check_fresh, clear_run, next_run_dir, write_run_files
 from pinnopt.train.trainer import CHECKPOINT_NAME, Trainer, TrainerSettings
 
@@ -159,10 +159,10 @@ def output_config(config: Config, overwrite: bool = False) -> Config:
 def solve(config: Config, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
     """Run ``config`` and write its run directory (see :func:`output_config` for which);
     with ``resume`` continue from the checkpoint in its run directory."""
-    networks = config.training.stages
+    networks = config.training.networks
     if resume and networks > 1:
         raise ConfigError(
-            f"--resume: runs with training.stages > 1 cannot be resumed (this one has "
+            f"--resume: runs with training.networks > 1 cannot be resumed (this one has "
             f"{networks}); start a new run"
         )
     if not resume:
@@ -192,7 +192,7 @@ def solve(config: Config, resume: bool = False, overwrite: bool = False) -> dict
 def load_model(run_dir: str | Path) -> torch.nn.Module:
     """The trained model of a run directory (its config.toml and checkpoint.pt), in eval mode.
 
-    A multi-stage run gives its :class:`~pinnopt.train.multistage.StagedModel`
+    A multi-stage run gives its :class:`~pinnopt.train.multistage.NetworkSum`
     with as many networks as the checkpoint holds.
     """
     run_dir = Path(run_dir)
@@ -200,10 +200,10 @@ def load_model(run_dir: str | Path) -> torch.nn.Module:
     state = load_checkpoint(run_dir / CHECKPOINT_NAME)["model"]
     problem = _field("problem.params", get_problem, config.problem.name, **config.problem.params)
     model = _build_model(config, problem)
-    if "scales" in state:  # a StagedModel: networks.0.…, networks.1.…, scales
+    if "scales" in state:  # a NetworkSum: networks.0.…, networks.1.…, scales
         count = len(state["scales"])
         parts = [model] + [stage_network(config, problem, k, 1.0) for k in range(2, count + 1)]
-        model = StagedModel(parts, [1.0] * count)
+        model = NetworkSum(parts, [1.0] * count)
     model = model.to(dtype=DTYPES[config.training.dtype])
     try:
         model.load_state_dict(state)

@@ -9,6 +9,7 @@ directory ``DIR/runs/<problem>/<optimizer-slug>/seed<k>``.
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -133,3 +134,21 @@ def _unique(flag: str, values: list[str]) -> list[str]:
     if repeated:
         raise ConfigError(f"{flag}: given more than once: {', '.join(repeated)}")
     return values
+
+
+def bench_command(problems, optimizers, seeds, out, config, flags, quiet) -> str:
+    """The ``pinnopt bench`` command line that the given options spell."""
+    words = ["pinnopt", "bench"]
+    if problems:
+        words += ["--problems", *problems]
+    if optimizers:
+        words += ["--optimizers", *optimizers]
+    for section in flags.values():
+        for key, value in section.items():
+            if value is not None:
+                flag = {"kind": "model"}.get(key, key).replace("_", "-")
+                words += [f"--{flag}", str(value)]
+    words += ["--seeds", str(seeds), "--out", str(out)]
+    words += ["--config", str(config)] if config is not None else []
+    words += ["--quiet"] if quiet else []
+    return shlex.join(words)

@@ -13,12 +13,14 @@ from pinnopt.learned.meta import (
     MetaOptimizer,
     MetaOptimizerConfig,
     MetaOptTrainResult,
+    build_rule,
+    register_rule,
 )
 from pinnopt.learned.methods import (
     L2ORule,
     LSTMRule,
     MetaSGDRule,
-    OptimizerState,
+    RuleState,
     preprocess_gradient,
 )
 from pinnopt.learned.tasks import (
@@ -33,6 +35,7 @@ from pinnopt.learned.tasks import (
     TaskFamily,
     build_family,
     load_digits,
+    register_family,
 )
 from pinnopt.learned.train import meta_train
 
@@ -50,15 +53,18 @@ __all__ = [
     "MetaOptimizer",
     "MetaOptimizerConfig",
     "MetaSGDRule",
-    "OptimizerState",
     "PoissonFamily",
     "QuadraticFamily",
+    "RuleState",
     "SinusoidFamily",
     "Task",
     "TaskFamily",
     "build_family",
+    "build_rule",
     "load_digits",
     "load_learned",
     "meta_train",
     "preprocess_gradient",
+    "register_family",
+    "register_rule",
 ]

@@ -14,7 +14,7 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from pinnopt.learned.meta import MetaOptimizer, MetaOptimizerConfig, build_rule
-from pinnopt.learned.methods import LSTMRule, MetaSGDRule, OptimizerState, WarpGradRule
+from pinnopt.learned.methods import LSTMRule, MetaSGDRule, RuleState, WarpGradRule
 from pinnopt.optim.registry import register_optimizer
 from pinnopt.train.schedulers import register_scheduler
 
@@ -119,12 +119,12 @@ class LearnedOptimizer(Optimizer):
             if len(self.param_groups) != 1:
                 raise ValueError(f"Invalid params for {self.config.method}: give one param group")
 
-    def _gather(self, params: list[Tensor]) -> OptimizerState:
+    def _gather(self, params: list[Tensor]) -> RuleState:
         """The rule's state for ``params``; a parameter without state yet starts fresh."""
         if isinstance(self.rule, MetaSGDRule | WarpGradRule):  # no state but the step count
             step = max((int(self.state[p]["step"]) for p in params if self.state[p]), default=0)
             lr = self.rule.learning_rates() if isinstance(self.rule, MetaSGDRule) else None
-            return OptimizerState(step_count=step, per_param_lr=lr)
+            return RuleState(step_count=step, per_param_lr=lr)
         hidden, cell, moments, steps = [], [], [], []
         for p in params:
             s = self.state[p]
@@ -141,7 +141,7 @@ class LearnedOptimizer(Optimizer):
                 cell.append(s["cell"])
             if "m" in s:
                 moments.append([s["m"], s["v"]])
-        return OptimizerState(
+        return RuleState(
             hidden=hidden,
             cell=cell,
             step_count=max(steps, default=0),
@@ -193,7 +193,7 @@ class LearnedOptimizer(Optimizer):
                 h, c = self._piece_state(params[i], a, b)
                 hs.append(h)
                 cs.append(c)
-            updates, new = self.rule(gs, OptimizerState(hidden=hs, cell=cs, step_count=count))
+            updates, new = self.rule(gs, RuleState(hidden=hs, cell=cs, step_count=count))
             del hs, cs
             for (i, a, b), u, h1, c1 in zip(pieces, updates, new.hidden, new.cell):
                 p = params[i]

@@ -13,7 +13,7 @@ for each truncation the meta-loss is the mean inner loss
 
 over its T steps and over the episodes; ∇_φ L is taken through the unrolled steps,
 its norm clipped to ``gradient_clipping``, and Adam (``meta_lr``) takes one step on φ;
-then θ and the optimizer state are detached and the run continues. The gradients
+then θ and the rule state are detached and the run continues. The gradients
 g_t = ∇f(θ_t) depend on φ through θ_t, and by default that term is kept (exact
 meta-gradients of the truncation). ``second_order=False`` drops it, treating g_t as
 inputs as the paper does: cheaper, but on the quadratics of docs/learned.md that
@@ -55,13 +55,14 @@ from pinnopt.learned.methods import (
     L2ORule,
     LSTMRule,
     MetaSGDRule,
-    OptimizerState,
+    RuleState,
     ScheduleRule,
     WarpGradRule,
 )
 from pinnopt.learned.tasks import Task
 
-METHODS = ("lstm", "meta_sgd", "warp_grad", "l2o", "schedule")
+RuleFactory = Callable[["MetaOptimizerConfig", list[Tensor]], nn.Module]
+METHODS: dict[str, RuleFactory] = {}
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 META_OBJECTIVES = ("loss", "log_loss")
 
@@ -145,27 +146,63 @@ class MetaOptimizerConfig:
             raise ValueError(f"Invalid dtype: {self.dtype!r}; allowed: {', '.join(DTYPES)}")
 
 
+def register_rule(name: str) -> Callable[[RuleFactory], RuleFactory]:
+    """Decorator adding a learned update rule's factory to the registry under ``name``.
+
+    A factory is called as ``factory(config, init)`` (``init``: the model's parameters)
+    inside :func:`build_rule`'s seeded random state; the rule is then cast to
+    ``config.dtype``.
+    """
+
+    def add(factory: RuleFactory) -> RuleFactory:
+        if name in METHODS:
+            raise ValueError(f"learned rule {name!r} is already registered")
+        METHODS[name] = factory
+        return factory
+
+    return add
+
+
+@register_rule("lstm")
+def _lstm(config: MetaOptimizerConfig, init: list[Tensor]) -> LSTMRule:
+    return LSTMRule(config.hidden_size, config.num_layers, config.preconditioning,
+                    config.output_scale, config.preprocess_p)  # fmt: skip
+
+
+@register_rule("meta_sgd")
+def _meta_sgd(config: MetaOptimizerConfig, init: list[Tensor]) -> MetaSGDRule:
+    init = [t.to(DTYPES[config.dtype]) for t in init]
+    return MetaSGDRule(init, config.inner_lr, per_parameter=config.per_parameter_lr)
+
+
+@register_rule("warp_grad")
+def _warp_grad(config: MetaOptimizerConfig, init: list[Tensor]) -> WarpGradRule:
+    return WarpGradRule([t.to(DTYPES[config.dtype]) for t in init], config.inner_lr)
+
+
+@register_rule("l2o")
+def _l2o(config: MetaOptimizerConfig, init: list[Tensor]) -> L2ORule:
+    return L2ORule(config.hidden_size, config.num_layers, config.inner_lr)
+
+
+@register_rule("schedule")
+def _schedule(config: MetaOptimizerConfig, init: list[Tensor]) -> ScheduleRule:
+    return ScheduleRule(config.schedule_knots, config.inner_lr, config.inner_steps)
+
+
 def build_rule(config: MetaOptimizerConfig, init: Sequence[Tensor]) -> nn.Module:
     """The update rule of ``config.method`` with seeded initial weights in ``config.dtype``.
 
-    ``init``: the model's parameters (``meta_sgd`` learns from them; shapes only matter).
+    ``init``: the model's parameters (``meta_sgd`` and ``warp_grad`` learn from them;
+    shapes only matter).
     """
+    if config.method not in METHODS:
+        raise ValueError(f"Invalid method: {config.method!r}; allowed: {', '.join(METHODS)}")
     dtype = DTYPES[config.dtype]
+    factory = METHODS[config.method]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        if config.method == "lstm":
-            rule: nn.Module = LSTMRule(config.hidden_size, config.num_layers,
-                                       config.preconditioning, config.output_scale,
-                                       config.preprocess_p)  # fmt: skip
-        elif config.method == "l2o":
-            rule = L2ORule(config.hidden_size, config.num_layers, config.inner_lr)
-        elif config.method == "schedule":
-            rule = ScheduleRule(config.schedule_knots, config.inner_lr, config.inner_steps)
-        elif config.method == "warp_grad":
-            rule = WarpGradRule([t.to(dtype) for t in init], config.inner_lr)
-        else:
-            rule = MetaSGDRule([t.to(dtype) for t in init], config.inner_lr,
-                               per_parameter=config.per_parameter_lr)  # fmt: skip
+        rule = factory(config, list(init))
     return rule.to(dtype)
 
 
@@ -275,20 +312,20 @@ class MetaOptimizer:
         self._params = [p for _, p in named]
         self.state = self.rule.init_state(self._params)
 
-    def reset_optimizer_state(self) -> OptimizerState:
+    def reset_optimizer_state(self) -> RuleState:
         """Fresh inner state (LSTM states, moments, step count) for ``base_model``'s shapes."""
         self.state = self.rule.init_state(self._params)
         return self.state
 
-    def init_state(self, params: Sequence[Tensor]) -> OptimizerState:
+    def init_state(self, params: Sequence[Tensor]) -> RuleState:
         return self.rule.init_state(params)
 
     def compute_update(
         self,
         gradients: Sequence[Tensor],
-        state: OptimizerState | None = None,
+        state: RuleState | None = None,
         loss: float | Tensor | None = None,
-    ) -> tuple[list[Tensor], OptimizerState]:
+    ) -> tuple[list[Tensor], RuleState]:
         """Updates u_i (θ_i ← θ_i + u_i) and the next state; ``state=None`` uses (and
         advances) the optimizer's own state. ``loss`` only feeds ``running_loss``."""
         own = state is None
@@ -417,7 +454,7 @@ class MetaOptimizer:
         """One Meta-SGD inner step θ' = θ − α ∘ ∇L_support(θ) (differentiable)."""
         loss = _evaluate(bound, names, params)
         grads = torch.autograd.grad(loss, list(params), create_graph=create_graph)
-        updates, _ = self.rule(list(grads), OptimizerState())
+        updates, _ = self.rule(list(grads), RuleState())
         return [p + u for p, u in zip(params, updates)]
 
     def _train_meta_sgd(self, episodes: list[Episode]) -> MetaOptTrainResult:
@@ -459,14 +496,14 @@ class MetaOptimizer:
                 params = [p.detach() for p in params]
                 points.append((query, names, params, grads))
                 with torch.no_grad():
-                    updates, _ = self.rule(grads, OptimizerState())
+                    updates, _ = self.rule(grads, RuleState())
                     params = [p + u for p, u in zip(params, updates)]
             with torch.no_grad():
                 final += float(_evaluate(query, names, params)) / len(episodes)
         diverged = not math.isfinite(final)
         total = 0.0
         for query, names, theta, grads in points:  # one step on from each point, θ_k fixed
-            updates, _ = self.rule(grads, OptimizerState())
+            updates, _ = self.rule(grads, RuleState())
             meta = _evaluate(query, names, [t + u for t, u in zip(theta, updates)]) / len(points)
             meta.backward()
             total += float(meta.detach())

@@ -1,7 +1,7 @@
 """The update rules of the meta-learned optimizers: one ``nn.Module`` per method.
 
 Each rule maps the gradients g_i of the parameter tensors θ_i and an
-:class:`OptimizerState` to updates u_i (θ_i ← θ_i + u_i) and the next state. The
+:class:`RuleState` to updates u_i (θ_i ← θ_i + u_i) and the next state. The
 rules are differentiable in their own parameters φ (and in g), so an inner run can
 be unrolled and the meta-loss backpropagated into φ; the same modules, loaded from a
 file and run under ``torch.no_grad``, are the :class:`LearnedOptimizer`.
@@ -34,8 +34,9 @@ from torch import Tensor, nn
 
 
 @dataclass
-class OptimizerState:
-    """The inner state of a learned optimizer, one entry per parameter tensor.
+class RuleState:
+    """The state a learned update rule carries between steps, one entry per parameter
+    tensor (per coordinate where the rule is coordinatewise); not ``optimizer.state``.
 
     ``hidden``/``cell``: LSTM states, each tensor (num_layers, s_i, hidden_size), with
     s_i = numel(θ_i) for the coordinatewise ``lstm`` rule and s_i = 1 for the per-tensor
@@ -52,7 +53,7 @@ class OptimizerState:
     per_param_lr: list[Tensor] | None = None
     moments: list[list[Tensor]] = field(default_factory=list)
 
-    def detach(self) -> OptimizerState:
+    def detach(self) -> RuleState:
         """The same state cut from the autograd graph (the end of a BPTT truncation)."""
         return replace(
             self,
@@ -145,18 +146,16 @@ class LSTMRule(nn.Module):
     def state_sizes(self, params: Sequence[Tensor]) -> list[int]:
         return [p.numel() for p in params]
 
-    def init_state(self, params: Sequence[Tensor]) -> OptimizerState:
+    def init_state(self, params: Sequence[Tensor]) -> RuleState:
         h = [self._zeros(p.numel(), p) for p in params]
-        return OptimizerState(hidden=h, cell=[z.clone() for z in h])
+        return RuleState(hidden=h, cell=[z.clone() for z in h])
 
     def _zeros(self, n: int, like: Tensor) -> Tensor:
         w = self.out.weight
         return torch.zeros(self.lstm.num_layers, n, self.lstm.hidden_size, dtype=w.dtype,
                            device=like.device)  # fmt: skip
 
-    def forward(
-        self, grads: Sequence[Tensor], state: OptimizerState
-    ) -> tuple[list[Tensor], OptimizerState]:
+    def forward(self, grads: Sequence[Tensor], state: RuleState) -> tuple[list[Tensor], RuleState]:
         g = _flat(grads).to(self.out.weight.dtype)
         x = preprocess_gradient(g, self.p) if self.preconditioning else g[:, None]
         h0, c0 = torch.cat(state.hidden, dim=1), torch.cat(state.cell, dim=1)
@@ -206,13 +205,11 @@ class MetaSGDRule(nn.Module):
     def check_shapes(self, shapes: Sequence[torch.Size]) -> None:
         _check_shapes("meta_sgd", shapes, [t.shape for t in self.init])
 
-    def init_state(self, params: Sequence[Tensor]) -> OptimizerState:
+    def init_state(self, params: Sequence[Tensor]) -> RuleState:
         self.check_shapes([p.shape for p in params])
-        return OptimizerState(per_param_lr=self.learning_rates())
+        return RuleState(per_param_lr=self.learning_rates())
 
-    def forward(
-        self, grads: Sequence[Tensor], state: OptimizerState
-    ) -> tuple[list[Tensor], OptimizerState]:
+    def forward(self, grads: Sequence[Tensor], state: RuleState) -> tuple[list[Tensor], RuleState]:
         self.check_shapes([g.shape for g in grads])
         updates = [-(a * g) for a, g in zip(self.learning_rates(), grads)]
         return updates, replace(state, step_count=state.step_count + 1)
@@ -250,16 +247,14 @@ class L2ORule(nn.Module):
     def state_sizes(self, params: Sequence[Tensor]) -> list[int]:
         return [1 for _ in params]
 
-    def init_state(self, params: Sequence[Tensor]) -> OptimizerState:
+    def init_state(self, params: Sequence[Tensor]) -> RuleState:
         dt = self.head.weight.dtype
         h = [torch.zeros(self.lstm.num_layers, 1, self.lstm.hidden_size, dtype=dt,
                          device=p.device) for p in params]  # fmt: skip
         moments = [[torch.zeros_like(p), torch.zeros_like(p)] for p in params]
-        return OptimizerState(hidden=h, cell=[z.clone() for z in h], moments=moments)
+        return RuleState(hidden=h, cell=[z.clone() for z in h], moments=moments)
 
-    def forward(
-        self, grads: Sequence[Tensor], state: OptimizerState
-    ) -> tuple[list[Tensor], OptimizerState]:
+    def forward(self, grads: Sequence[Tensor], state: RuleState) -> tuple[list[Tensor], RuleState]:
         t = state.step_count + 1
         moments, a_list, r_list = [], [], []
         for g, (m, v) in zip(grads, state.moments):
@@ -329,13 +324,11 @@ class WarpGradRule(nn.Module):
     def check_shapes(self, shapes: Sequence[torch.Size]) -> None:
         _check_shapes("warp_grad", shapes, self.shapes)
 
-    def init_state(self, params: Sequence[Tensor]) -> OptimizerState:
+    def init_state(self, params: Sequence[Tensor]) -> RuleState:
         self.check_shapes([p.shape for p in params])
-        return OptimizerState()
+        return RuleState()
 
-    def forward(
-        self, grads: Sequence[Tensor], state: OptimizerState
-    ) -> tuple[list[Tensor], OptimizerState]:
+    def forward(self, grads: Sequence[Tensor], state: RuleState) -> tuple[list[Tensor], RuleState]:
         self.check_shapes([g.shape for g in grads])
         updates = []
         for w, g in zip(self.warps, grads):
@@ -376,12 +369,10 @@ class ScheduleRule(nn.Module):
         w = x - i
         return torch.exp((1 - w) * s[i] + w * s[i + 1])
 
-    def init_state(self, params: Sequence[Tensor]) -> OptimizerState:
-        return OptimizerState(moments=[[torch.zeros_like(p), torch.zeros_like(p)] for p in params])
+    def init_state(self, params: Sequence[Tensor]) -> RuleState:
+        return RuleState(moments=[[torch.zeros_like(p), torch.zeros_like(p)] for p in params])
 
-    def forward(
-        self, grads: Sequence[Tensor], state: OptimizerState
-    ) -> tuple[list[Tensor], OptimizerState]:
+    def forward(self, grads: Sequence[Tensor], state: RuleState) -> tuple[list[Tensor], RuleState]:
         t = state.step_count + 1
         lr = self.lr * self.multiplier((t - 1) / self.horizon)
         updates, moments = [], []

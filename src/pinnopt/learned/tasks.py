@@ -33,7 +33,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -121,6 +121,24 @@ class TaskFamily(ABC):
     def sample(self, seed: int, split: str = "train") -> Task: ...
 
 
+FAMILIES: dict[str, type[TaskFamily]] = {}
+
+
+F = TypeVar("F", bound=type[TaskFamily])
+
+
+def register_family(name: str) -> Callable[[F], F]:
+    """Decorator adding a task family class to the registry under ``name``."""
+
+    def add(cls: F) -> F:
+        if name in FAMILIES:
+            raise ValueError(f"task family {name!r} is already registered")
+        FAMILIES[name] = cls
+        return cls
+
+    return add
+
+
 class _Point(nn.Module):
     """A model that is one parameter vector θ: the 'network' of a quadratic task."""
 
@@ -129,6 +147,7 @@ class _Point(nn.Module):
         self.theta = nn.Parameter(theta.clone())
 
 
+@register_family("quadratic")
 @dataclass(frozen=True)
 class QuadraticFamily(TaskFamily):
     """Random quadratics f(θ) = ½ (θ − θ*)ᵀ A (θ − θ*), min f = 0 at θ*.
@@ -172,6 +191,7 @@ class QuadraticFamily(TaskFamily):
                     info={"matrix": a, "eigenvalues": eig.to(dt), "target": target})  # fmt: skip
 
 
+@register_family("sinusoid")
 @dataclass(frozen=True)
 class SinusoidFamily(TaskFamily):
     """K-shot sinusoid regression y = A sin(x − φ) (Finn et al., "Model-agnostic
@@ -237,6 +257,7 @@ def load_digits() -> tuple[Tensor, Tensor]:
     return torch.as_tensor(data.data, dtype=torch.float64), torch.as_tensor(data.target)
 
 
+@register_family("digits")
 @dataclass(frozen=True)
 class DigitsFamily(TaskFamily):
     """N-way K-shot classification on scikit-learn's 8×8 digits (Vinyals et al., NeurIPS 2016).
@@ -399,6 +420,7 @@ class _Exact(nn.Module):
         return self.fn(x)[:, None]
 
 
+@register_family("poisson")
 @dataclass(frozen=True)
 class PoissonFamily(TaskFamily):
     """−Δu = f on [0, 1]^d, u = 0 on the boundary, with a random smooth manufactured solution
@@ -471,14 +493,6 @@ class PoissonFamily(TaskFamily):
         info = {"problem": problem, "points": points, "modes": k, "amplitudes": amplitudes,
                 "source": source, "exact_model": _Exact(exact)}  # fmt: skip
         return Task(self.name, split, seed, init_model, loss, evaluate, "rel_l2", info=info)
-
-
-FAMILIES: dict[str, type[TaskFamily]] = {
-    "quadratic": QuadraticFamily,
-    "sinusoid": SinusoidFamily,
-    "digits": DigitsFamily,
-    "poisson": PoissonFamily,
-}
 
 
 def build_family(name: str, **options: Any) -> TaskFamily:

@@ -50,7 +50,7 @@ from rich.progress import (  # noqa: E402
 from torch import nn  # noqa: E402
 
 from pinnopt.learned.meta import Episode, MetaOptimizer, MetaOptimizerConfig  # noqa: E402
-from pinnopt.learned.methods import OptimizerState  # noqa: E402
+from pinnopt.learned.methods import RuleState  # noqa: E402
 from pinnopt.learned.tasks import EpisodeSampler, Task, TaskFamily  # noqa: E402
 
 HISTORY_COLUMNS = ("meta_step", "time", "meta_loss", "grad_norm", "skipped", "exploded",
@@ -97,7 +97,7 @@ def adapt(meta: MetaOptimizer, task: Task, steps: int) -> nn.Module | None:
         with torch.no_grad():
             for p, init in zip(params, meta.learned_init().values()):
                 p.copy_(init)
-    state = OptimizerState() if sgd else meta.init_state(params)
+    state = RuleState() if sgd else meta.init_state(params)
     for _ in range(steps):
         loss = task.loss(model)
         if not torch.isfinite(loss):
@@ -105,7 +105,7 @@ def adapt(meta: MetaOptimizer, task: Task, steps: int) -> nn.Module | None:
         grads = torch.autograd.grad(loss, params)
         with torch.no_grad():
             updates, new = meta.compute_update(list(grads), state)
-            state = OptimizerState() if sgd else new
+            state = RuleState() if sgd else new
             for p, u in zip(params, updates):
                 p.add_(u)
     return model

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from pinnopt.derivatives import Jet
 from pinnopt.models.init import check_dims, seeded
 from pinnopt.models.layers import Activation, InputScaling
+from pinnopt.models.registry import register_model
 
 
 def _chebyshev_jet(z: Jet, degree: int) -> Jet:
@@ -105,3 +106,22 @@ class ChebyKAN(nn.Sequential):
             layers.append(ChebyshevLayer(features, out_dim, degree))
         super().__init__(*layers)
         self.to(dtype)
+
+
+@register_model("chebykan")
+def _chebykan(
+    in_dim: int,
+    lower: Sequence[float] | None,
+    upper: Sequence[float] | None,
+    *,
+    out_dim: int,
+    width: int,
+    depth: int,
+    degree: int,
+    seed: int,
+    dtype: torch.dtype,
+    **_: object,
+) -> ChebyKAN:
+    """``build_model("chebykan", …)``; ignores the options of other models (``activation``,
+    ``init``, the Fourier features: the hidden nonlinearity is tanh by construction)."""
+    return ChebyKAN(in_dim, out_dim, width, depth, degree, lower, upper, seed, dtype)

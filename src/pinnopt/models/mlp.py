@@ -9,6 +9,7 @@ from torch import nn
 
 from pinnopt.models.init import check_dims, initialize, seeded
 from pinnopt.models.layers import Activation, FourierFeatures, InputScaling
+from pinnopt.models.registry import register_model
 
 
 class MLP(nn.Sequential):
@@ -55,3 +56,27 @@ class MLP(nn.Sequential):
         with seeded(seed):
             initialize(self, init)
         self.to(dtype)
+
+
+@register_model("mlp")
+def _mlp(
+    in_dim: int,
+    lower: Sequence[float] | None,
+    upper: Sequence[float] | None,
+    *,
+    out_dim: int,
+    width: int,
+    depth: int,
+    activation: str,
+    init: str,
+    fourier_features: int,
+    fourier_sigma: float,
+    seed: int,
+    dtype: torch.dtype,
+    **_: object,
+) -> MLP:
+    """``build_model("mlp", …)``; ignores the options of other models (``degree``)."""
+    return MLP(
+        in_dim, out_dim, width, depth, activation, init, lower, upper,
+        fourier_features, fourier_sigma, seed, dtype,
+    )  # fmt: skip

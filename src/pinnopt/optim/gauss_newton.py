@@ -11,7 +11,8 @@ m(δ) = ½‖r + Jδ‖² and, by (1), L(θ) − m(δ) = ½ δᵀ(μδ − Jᵀr
 accepted and μ ← μ · max(1/3, 1 − (2ρ − 1)³); otherwise (a non-finite loss
 included) the parameters are put back, μ ← μ·ν, ν ← 2ν and (1) is solved again
 (Nielsen 1999; Madsen, Nielsen & Tingleff, "Methods for non-linear least squares
-problems", 2004, §3.2).
+problems", 2004, §3.2). This step control lives in :mod:`pinnopt.optim.least_squares`
+(rule ``"nielsen"``), shared with K-FAC.
 
 For a linear PDE the PINN residual is r(θ) = L u_θ − f with a linear operator L,
 JᵀJ is the Gramian of the energy inner product on the network's tangent space,
@@ -44,6 +45,13 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
+from pinnopt.optim.least_squares import (
+    LevenbergMarquardt,
+    MatrixFreeJacobian,
+    gain_ratio,
+    scan_step_sizes,
+    set_params,
+)
 from pinnopt.optim.registry import register_optimizer
 
 SOLVERS = ("auto", "dense", "woodbury", "cg", "qr")
@@ -141,8 +149,8 @@ class GaussNewton(Optimizer):
         state = self.state[self._params[0]]
         if not state:
             state.update(
-                step=0, damping=self.param_groups[0]["damping"], nu=2.0,
-                rejected=0, gain_ratio=math.nan, solver=0, n_residuals=0,
+                step=0, **LevenbergMarquardt.init_state(self.param_groups[0]["damping"]),
+                gain_ratio=math.nan, solver=0, n_residuals=0,
             )  # fmt: skip
         return state
 
@@ -160,6 +168,7 @@ class GaussNewton(Optimizer):
         g = system.gradient()
         start = [p.detach().clone() for p in params]
         loss0 = float(loss)
+        control = LevenbergMarquardt(group["damping_min"], group["damping_max"], "nielsen")
         for _ in range(group["max_retries"] + 1):
             mu = state["damping"]
             delta = system.solve(g, mu, group)
@@ -168,18 +177,14 @@ class GaussNewton(Optimizer):
             accepted = False
             if delta is not None:
                 new_loss, predicted = self._try(closure, params, start, delta, g, mu, group)
-                rho = (loss0 - new_loss) / predicted if predicted > 0 else -math.inf
+                rho = gain_ratio(loss0 - new_loss, predicted)
                 state["gain_ratio"] = rho
                 accepted = math.isfinite(new_loss) and rho > 0
             if accepted:
-                factor = max(1 / 3, 1 - (2 * rho - 1) ** 3)
-                state["damping"] = max(group["damping_min"], mu * factor)
-                state["nu"] = 2.0
+                control.accept(state, rho)
                 break
-            _set(params, start)
-            state["rejected"] += 1
-            state["damping"] = min(group["damping_max"], mu * state["nu"])
-            state["nu"] *= 2.0
+            set_params(params, start)
+            control.reject(state)
             if mu >= group["damping_max"]:
                 break
             if isinstance(system, _MatrixFree):  # its graph saw θ change in place: rebuild
@@ -227,42 +232,22 @@ class GaussNewton(Optimizer):
         """Move to θ + α·lr·δ for the best α tried; (new loss, predicted reduction at that α)."""
         gd = float(g.dot(delta))
         jd2 = max(0.0, -gd - mu * float(delta.dot(delta)))  # ‖Jδ‖² from (1)
-        alphas = [0.5**k for k in range(group["line_search_steps"] if group["line_search"] else 1)]
-        best = (math.inf, 0.0, 0.0)
-        for alpha in alphas:
-            a = alpha * group["lr"]
-            _set(params, start, delta, a)
+        steps = group["line_search_steps"] if group["line_search"] else 1
+
+        def loss_at(a: float) -> float:
+            set_params(params, start, delta, a)
             rv = closure().reshape(-1)
-            value = float(0.5 * rv.dot(rv))
-            if value < best[0]:
-                best = (value, a, -(a * gd + 0.5 * a * a * jd2))
-        _set(params, start, delta, best[1])
-        return best[0], best[2]
+            return float(0.5 * rv.dot(rv))
+
+        value, a = scan_step_sizes(loss_at, [0.5**k * group["lr"] for k in range(steps)])
+        set_params(params, start, delta, a)
+        return value, -(a * gd + 0.5 * a * a * jd2)
 
 
 def _negligible(g: Tensor, delta: Tensor, mu: float, loss: float) -> bool:
     """True when the predicted reduction ½δᵀ(μδ − g) is below rounding of the loss."""
     predicted = 0.5 * (mu * float(delta.dot(delta)) - float(g.dot(delta)))
     return predicted <= 4 * torch.finfo(g.dtype).eps * loss
-
-
-def _set(params: Sequence[Tensor], start: Sequence[Tensor], delta: Tensor | None = None,
-         alpha: float = 0.0) -> None:  # fmt: skip
-    """θ ← start + α·δ (δ flat, in parameter order)."""
-    offset = 0
-    for p, p0 in zip(params, start):
-        n = p.numel()
-        if delta is None or alpha == 0.0:
-            p.copy_(p0)
-        else:
-            torch.add(p0, delta[offset : offset + n].view_as(p), alpha=alpha, out=p)
-        offset += n
-
-
-def _flat(tensors: Sequence[Tensor | None], params: Sequence[Tensor]) -> Tensor:
-    return torch.cat(
-        [(torch.zeros_like(p) if t is None else t).reshape(-1) for t, p in zip(tensors, params)]
-    )
 
 
 def _autograd_jacobian(r: Tensor, params: Sequence[Tensor], chunk: int = 256) -> Tensor:
@@ -330,46 +315,20 @@ class _Dense:
 
 
 class _MatrixFree:
-    """(1) by conjugate gradient with Jv and Jᵀu from autograd; J is never formed.
-
-    Jᵀu is a backward pass through r's graph. Jv uses the double-backward identity
-    Jv = ∂/∂u ⟨Jᵀu, v⟩: Jᵀu is built once with ``create_graph`` for a dummy u, and
-    each product is one backward pass through that (linear in u) graph.
-    """
+    """(1) by conjugate gradient with Jv and Jᵀu from a :class:`MatrixFreeJacobian`."""
 
     def __init__(self, r: Tensor, params: Sequence[Tensor]) -> None:
-        self.graph, self.r, self.params = r, r.detach(), list(params)
-        with torch.enable_grad():
-            self.u = torch.zeros_like(r, requires_grad=True)
-            self.jtu = torch.autograd.grad(
-                r, self.params, self.u, create_graph=True, allow_unused=True
-            )
+        self.jacobian = MatrixFreeJacobian(r, params)
+        self.r = self.jacobian.r
 
     def gradient(self) -> Tensor:
-        return self.jt(self.r)
-
-    def jt(self, u: Tensor) -> Tensor:
-        with torch.enable_grad():
-            g = torch.autograd.grad(
-                self.graph, self.params, u, retain_graph=True, allow_unused=True
-            )
-        return _flat(g, self.params)
-
-    def j(self, v: Tensor) -> Tensor:
-        pieces, offset, outs = [], 0, []
-        for p, t in zip(self.params, self.jtu):
-            n = p.numel()
-            if t is not None and t.requires_grad:
-                outs.append(t)
-                pieces.append(v[offset : offset + n].view_as(p))
-            offset += n
-        with torch.enable_grad():
-            (jv,) = torch.autograd.grad(outs, self.u, pieces, retain_graph=True)
-        return jv
+        return self.jacobian.gradient()
 
     def solve(self, g: Tensor, mu: float, group: dict) -> Tensor | None:
+        jac = self.jacobian
+
         def apply(v: Tensor) -> Tensor:
-            return self.jt(self.j(v)) + mu * v
+            return jac.jt(jac.j(v)) + mu * v
 
         delta = conjugate_gradient(apply, -g, group["cg_tol"], group["cg_max_iter"])
         return delta if bool(torch.isfinite(delta).all()) else None

@@ -32,7 +32,8 @@ class LBFGS(torch.optim.LBFGS):
     ``step(closure, max_iter=k)`` runs at most k iterations in this call (with room for
     25 evaluations each, so that the line searches are never the reason to stop);
     ``iterations`` is how many the last call did: fewer than asked means the
-    optimizer met its own tolerances.
+    optimizer met its own tolerances. :meth:`objective_changed` starts the iteration
+    afresh on a changed objective (new points or weights).
     """
 
     iterations: int = 0
@@ -67,6 +68,25 @@ class LBFGS(torch.optim.LBFGS):
         loss = super().step(scaled) / scale
         self.iterations = state.get("n_iter", before + 1) - before
         return loss
+
+    def objective_changed(self, what: str) -> None:
+        """The objective changed (``what``: ``"points"`` or ``"weights"``): forget the
+        iteration, keep the loss scale.
+
+        The curvature pairs (s, y), the previous gradient and loss, the direction and
+        step all describe the old objective, and a pair mixing two objectives is no
+        curvature of either (yᵀs may even turn negative): they are dropped, so the next
+        ``step`` starts like a first one (steepest descent, a cautious first step) on
+        the new objective. ``loss_scale`` is kept: the new loss is usually of the same
+        size, and the scale is re-set from ``prev_loss`` as usual once the loss falls.
+        """
+        for p in self._params:
+            state = self.state.get(p)
+            if state:
+                scale = state.get("loss_scale")
+                state.clear()
+                if scale is not None:
+                    state["loss_scale"] = scale
 
     def _rescale(self, state: dict, a: float) -> None:
         state["loss_scale"] *= a

@@ -4,7 +4,7 @@ from pinnopt.train.chain import Stage, chain_text, parse_chain
 from pinnopt.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from pinnopt.train.multistage import (
     MultiStageResult,
-    StagedModel,
+    NetworkSum,
     StageResult,
     analyze_residual,
     dominant_frequency,
@@ -22,7 +22,7 @@ __all__ = [
     "parse_chain",
     "MultiStageResult",
     "StageResult",
-    "StagedModel",
+    "NetworkSum",
     "TrainResult",
     "TrainState",
     "Trainer",

@@ -34,7 +34,7 @@ largest ε kept. And as in the paper, u_k is trained on a normalized target: its
 objective is the composite's residual divided by ε_k (the weights divided by
 ε_k², see :func:`fit_stages`).
 
-:class:`StagedModel` is (1) as one ``nn.Module`` that supports the forward jet
+:class:`NetworkSum` is (1) as one ``nn.Module`` that supports the forward jet
 (the jet of a sum is the sum of the jets, a scaled jet is scaled), so every
 optimizer — Gauss–Newton's per-point Jacobian, K-FAC's jet hooks, first-order
 methods — sees an ordinary model whose trainable parameters are the last
@@ -56,7 +56,7 @@ from torch import Tensor, nn
 
 from pinnopt.derivatives import Jet, propagate_jet, supports_jet
 from pinnopt.models.mlp import MLP
-from pinnopt.objective import Objective
+from pinnopt.objective import Objective, term_residuals
 from pinnopt.problems.base import Problem, Term
 from pinnopt.train.trainer import Trainer, TrainResult
 
@@ -65,8 +65,6 @@ MAX_GRID_POINTS = 2**15
 # points per axis by dimension when not given (d > 3: the largest n with n^d <= MAX_GRID_POINTS)
 GRID_POINTS = {1: 2048, 2: 128, 3: 32}
 MIN_GRID_POINTS = 4
-# residuals are evaluated in chunks of this many points
-CHUNK = 4096
 # f_d of a new stage: the lowest frequency whose implied error is at least this share of the
 # peak's (analyze_residual): features at too high a frequency overfit, too low ones do not
 PEAK_WITHIN = 0.5
@@ -76,7 +74,7 @@ RULES = ("error", "residual")
 STOP_STATUSES = ("nan", "interrupted", "stopped")
 
 
-class StagedModel(nn.Module):
+class NetworkSum(nn.Module):
     """u(x) = Σ_k ε_k u_k(x): a sum of scaled networks, all but the last frozen.
 
     The multi-stage composite of Wang & Lai (J. Comput. Phys. 2024), equation (1)
@@ -204,15 +202,9 @@ def grid_points_per_dim(dim: int, n_per_dim: int | None = None) -> int:
 
 
 def _residual(term: Term, model: nn.Module, x: Tensor) -> Tensor:
-    """A term's residual at points x (float64, on the model's device), in chunks, no graph."""
-    p = next(model.parameters())
-    x = x.to(device=p.device, dtype=p.dtype)
-    values = []
-    with torch.no_grad():
-        for i in range(0, x.shape[0], CHUNK):
-            xi = x[i : i + CHUNK]
-            values.append(term.evaluate(model, xi).detach())
-    return torch.cat(values).to(device="cpu", dtype=torch.float64)
+    """A term's residual at points x, no graph (the objective's
+    :func:`~pinnopt.objective.term_residuals`), as float64 on the CPU for numpy."""
+    return term_residuals(term, model, x).to(device="cpu", dtype=torch.float64)
 
 
 def grid_residual(
@@ -475,7 +467,7 @@ def fit_stages(
     (:func:`analyze_residual` with ``term``, ``n_per_dim`` and ``rule``);
     ``network(k, f_d)`` returns the untrained u_k (e.g.
     ``lambda k, f: fourier_mlp(problem, f, seed=k)``, in the model's dtype and
-    device), and a new :class:`Trainer` trains the :class:`StagedModel` of all
+    device), and a new :class:`Trainer` trains the :class:`NetworkSum` of all
     networks so far over the same points, optimizer chain, settings, evaluator, run
     directory and callbacks. Its objective has the same weights divided by ε_k²,
     so the optimizer sees the residual divided by ε_k, of order one: as in the
@@ -504,10 +496,10 @@ def fit_stages(
         p = next(parts[0].parameters())
         parts.append(network(k, summary.frequency).to(device=p.device, dtype=p.dtype))
         scales.append(eps)
-        model = StagedModel(parts, scales)
+        model = NetworkSum(parts, scales)
         weights = {name: w / eps**2 for name, w in objective.weights.items()}
         trainer = Trainer(
-            Objective(problem, model, objective.points, weights),
+            Objective(problem, model, objective.points, weights, objective.counts),
             trainer.stages,
             trainer.settings,
             trainer.evaluator,

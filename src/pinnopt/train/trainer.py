@@ -176,6 +176,7 @@ class Trainer:
         self._good = [p.detach().clone() for p in self.params]
         self._checkpoint_due = False
         self._closure_converged = False
+        objective.subscribe(self._objective_changed)
         unreached = self.unreached_stages()
         if unreached:
             names = ", ".join(st.optimizer for st in unreached)
@@ -242,6 +243,14 @@ class Trainer:
             if self.scheduler is not None and state["scheduler"] is not None:
                 self.scheduler.load_state_dict(state["scheduler"])
 
+    def _objective_changed(self, what: str) -> None:
+        """The points or weights changed (:meth:`Objective.subscribe`): the optimizer in
+        charge decides what of its state to keep (``objective_changed(what)``, when it has
+        one), and a closure stage does not end because the new loss is above the old."""
+        if self.optimizer is not None and hasattr(self.optimizer, "objective_changed"):
+            self.optimizer.objective_changed(what)
+        self.prev_loss = math.inf
+
     def _autocast(self):
         if not self.settings.amp:
             return contextlib.nullcontext()
@@ -290,7 +299,7 @@ class Trainer:
         if kind == "residuals":
             objective = self.objective
             closure = ResidualClosure(
-                objective, lambda r: observe(0.5 * r.dot(r), objective.term_losses(r))
+                objective, lambda r: observe(objective.loss_of(r), objective.term_losses(r))
             )
             opt.step(closure)
             done, self._closure_converged = 1, False
@@ -367,8 +376,8 @@ class Trainer:
             self.model.load_state_dict(state["model"])
         except (RuntimeError, KeyError) as e:
             raise CheckpointError(f"checkpoint does not match the model: {e}") from None
-        for k, v in state["points"].items():
-            self.objective.points[k] = v.to(device=self.device, dtype=self.dtype)
+        points = {k: v.to(device=self.device, dtype=self.dtype) for k, v in state["points"].items()}
+        self.objective.set_points(points)
         self.step = int(state["step"])
         self.stage_index = int(state["stage_index"])
         self.elapsed = float(state["elapsed"])

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "derivatives.py"
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "derivatives.py"
 
 
 @pytest.fixture(scope="module")

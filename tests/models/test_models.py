@@ -24,6 +24,8 @@ from pinnopt.models import (
     InputScaling,
     build_model,
     initialize,
+    register_model,
+    registry,
 )
 
 DTYPE = torch.float64
@@ -36,8 +38,8 @@ def _count(model: nn.Module) -> int:
 # --------------------------------------------------------------------------- build_model
 
 
-def test_models_tuple_and_kinds():
-    assert MODELS == ("mlp", "chebykan")
+def test_models_registry_and_kinds():
+    assert list(MODELS) == ["mlp", "chebykan"]
     assert isinstance(build_model("mlp", 2), MLP)
     assert isinstance(build_model("chebykan", 2), ChebyKAN)
 
@@ -47,6 +49,21 @@ def test_unknown_model_raises_naming_it():
         ValueError, match=r"model must be one of \['mlp', 'chebykan'\], got 'resnet'"
     ):
         build_model("resnet", 2)
+
+
+def test_register_model_adds_a_name_and_refuses_a_duplicate(monkeypatch):
+    monkeypatch.setattr(registry, "MODELS", dict(registry.MODELS))
+
+    @register_model("linear")
+    def _linear(in_dim, lower, upper, *, out_dim, dtype, **_):
+        return nn.Linear(in_dim, out_dim, dtype=dtype)
+
+    model = build_model("linear", 3, out_dim=2)
+    assert isinstance(model, nn.Linear) and model.weight.shape == (2, 3)
+    assert model.weight.dtype == torch.float64
+    with pytest.raises(ValueError, match=r"model 'mlp' is already registered"):
+        register_model("mlp")(_linear)
+    assert "linear" not in MODELS  # the registry was patched for this test only
 
 
 @pytest.mark.parametrize(
@@ -125,7 +142,7 @@ def test_chebykan_zero_in_dim_raises_value_error():
         build_model("chebykan", 0)
 
 
-@pytest.mark.parametrize("kind", MODELS)
+@pytest.mark.parametrize("kind", list(MODELS))
 def test_box_dimension_mismatch_raises_value_error(kind):
     with pytest.raises(ValueError, match="lower"):
         build_model(kind, 2, [0.0, 0.0, 0.0], [1.0, 1.0, 1.0])
@@ -263,7 +280,7 @@ def test_same_global_seed_gives_same_model():
         assert na == nb and torch.equal(pa, pb)
 
 
-@pytest.mark.parametrize("kind", MODELS)
+@pytest.mark.parametrize("kind", list(MODELS))
 def test_build_model_seed_determines_weights(kind):
     a = build_model(kind, 2, width=8, seed=3)
     b = build_model(kind, 2, width=8, seed=3)
@@ -346,7 +363,7 @@ def test_unknown_activation_raises_naming_it():
 # --------------------------------------------------------------------------- dtypes
 
 
-@pytest.mark.parametrize("kind", MODELS)
+@pytest.mark.parametrize("kind", list(MODELS))
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_models_work_in_float32_and_float64(kind, dtype):
     torch.manual_seed(5)
@@ -363,7 +380,7 @@ def test_models_work_in_float32_and_float64(kind, dtype):
     torch.testing.assert_close(j.hess_diag.to(DTYPE), ref.hess_diag, atol=tol, rtol=tol)
 
 
-@pytest.mark.parametrize("kind", MODELS)
+@pytest.mark.parametrize("kind", list(MODELS))
 def test_fresh_model_with_box_has_one_dtype(kind):
     model = build_model(kind, 2, [0.0, 0.0], [1.0, 1.0], width=4, depth=1)
     dtypes = {t.dtype for t in list(model.parameters()) + list(model.buffers())}

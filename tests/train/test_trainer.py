@@ -1,3 +1,4 @@
+import copy
 import math
 
 import pytest
@@ -238,3 +239,62 @@ def tiny_objective(problem):
     model = build_model("mlp", 1, [0.0], [1.0], width=4, depth=1).double()
     points = {k: v.double() for k, v in problem.sample(torch.Generator().manual_seed(1)).items()}
     return Objective(problem, model, points)
+
+
+@pytest.mark.parametrize("chain", ["lbfgs", "adam:5,lbfgs"])
+def test_new_points_mid_run_reach_the_optimizer_once_and_lbfgs_goes_on(chain, monkeypatch):
+    from pinnopt.optim.lbfgs import LBFGS
+
+    calls: list[tuple[str, dict]] = []
+    original = LBFGS.objective_changed
+
+    def spy(self, what):
+        original(self, what)
+        calls.append((what, dict(self.state[self._params[0]])))
+
+    monkeypatch.setattr(LBFGS, "objective_changed", spy)
+    problem = get_problem("poisson1d")
+    objective = tiny_objective(problem)
+    settings = TrainerSettings(steps=200, closure_iterations=10, quiet=True)
+    trainer = Trainer(objective, parse_chain(chain), settings)
+    fresh = {k: v.double() for k, v in problem.sample(torch.Generator().manual_seed(7)).items()}
+    changed: dict[str, float] = {}
+
+    def resample(state):
+        if not changed and state.step >= 40:
+            trainer.objective.set_points(fresh)
+            changed.update(step=state.step, loss=float(trainer.objective.loss().detach()))
+
+    trainer.callbacks.append(resample)
+    result = trainer.fit()
+    assert [what for what, _ in calls] == ["points"]  # once, to the L-BFGS in charge
+    ((_, state_after),) = calls
+    assert set(state_after) == {"loss_scale"}  # history dropped, loss scale kept
+    assert trainer.objective.points["pde"] is fresh["pde"]
+    # the run goes on over the new points: more steps, and the loss falls well below the
+    # new objective's loss at the change
+    assert result.status in ("completed", "converged") and result.steps > changed["step"]
+    assert math.isfinite(result.final_loss) and result.final_loss < 1e-2 * changed["loss"]
+    assert any(row["step"] > changed["step"] for row in result.history)
+
+
+def test_first_order_optimizers_keep_their_state_on_a_change():
+    trainer = Trainer(
+        tiny_objective(get_problem("poisson1d")),
+        parse_chain("adam"),
+        TrainerSettings(steps=6, quiet=True),
+    )
+    seen = {}
+
+    def reweigh(state):
+        if state.step == 3:
+            seen["before"] = copy.deepcopy(trainer.optimizer.state_dict())
+            trainer.objective.set_weights({"bc": 10.0})
+            seen["after"] = copy.deepcopy(trainer.optimizer.state_dict())
+
+    trainer.callbacks.append(reweigh)
+    assert trainer.fit().status == "completed"
+    for k, v in seen["before"]["state"].items():
+        for name, t in v.items():
+            assert torch.equal(torch.as_tensor(t), torch.as_tensor(seen["after"]["state"][k][name]))
+    assert trainer.objective.weights["bc"] == 10.0

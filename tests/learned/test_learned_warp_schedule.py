@@ -17,7 +17,7 @@ from pinnopt.learned import (
     QuadraticFamily,
 )
 from pinnopt.learned.learned_optimizer import load_schedule
-from pinnopt.learned.methods import OptimizerState, ScheduleRule, WarpGradRule
+from pinnopt.learned.methods import RuleState, ScheduleRule, WarpGradRule
 from pinnopt.learned.tasks import Task
 from pinnopt.learned.train import validate
 from pinnopt.train.schedulers import build_scheduler
@@ -33,14 +33,14 @@ def test_warp_step_is_minus_alpha_omega_omega_t_times_the_gradient():
         rule.warps[0].copy_(omega)
     g_w = torch.tensor([[1.0, 0.0, -1.0], [2.0, 1.0, 0.0]], dtype=F64)
     g_b = torch.tensor([1.0, -1.0], dtype=F64)
-    (u_w, u_b), state = rule([g_w, g_b], OptimizerState())
+    (u_w, u_b), state = rule([g_w, g_b], RuleState())
     # ω ωᵀ = [[5, 6], [6, 9]]
     expected_w = -0.5 * torch.tensor([[5 + 12, 6, -5], [6 + 18, 9, -6]], dtype=F64)
     torch.testing.assert_close(u_w, expected_w, rtol=0, atol=1e-15)
     torch.testing.assert_close(u_b, -0.5 * g_b, rtol=0, atol=1e-15)  # its ω is still I
     assert state.step_count == 1
     with pytest.raises(ValueError, match="warp_grad: parameter shapes"):
-        rule([g_b, g_w], OptimizerState())
+        rule([g_b, g_w], RuleState())
 
 
 class _Point(nn.Module):

@@ -10,15 +10,21 @@ import torch
 from torch import nn
 
 from pinnopt.learned import (
+    METHODS,
     Episode,
     EpisodeSampler,
+    L2ORule,
     LearnedOptimizer,
+    LSTMRule,
     MetaOptimizer,
     MetaOptimizerConfig,
+    MetaSGDRule,
     QuadraticFamily,
     SinusoidFamily,
     preprocess_gradient,
 )
+from pinnopt.learned.meta import build_rule, register_rule
+from pinnopt.learned.methods import ScheduleRule, WarpGradRule
 
 QUAD = QuadraticFamily(dim=4, condition=10.0)
 
@@ -260,6 +266,23 @@ def test_same_seed_same_rule():
 def test_config_validation_names_the_field(field, value):
     with pytest.raises(ValueError, match=f"Invalid {field}"):
         MetaOptimizerConfig(**{field: value})
+
+
+def test_rules_register_by_name_and_build_rule_names_an_unknown_one():
+    assert list(METHODS) == ["lstm", "meta_sgd", "warp_grad", "l2o", "schedule"]
+    init = [torch.zeros(3, 2, dtype=torch.float32)]
+    kinds = {"lstm": LSTMRule, "meta_sgd": MetaSGDRule, "warp_grad": WarpGradRule,
+             "l2o": L2ORule, "schedule": ScheduleRule}  # fmt: skip
+    for name, kind in kinds.items():
+        rule = build_rule(MetaOptimizerConfig(method=name), init)
+        assert isinstance(rule, kind)
+        assert all(p.dtype == torch.float64 for p in rule.parameters())
+    with pytest.raises(ValueError, match=r"learned rule 'lstm' is already registered"):
+        register_rule("lstm")(METHODS["lstm"])
+    config = MetaOptimizerConfig()
+    object.__setattr__(config, "method", "adam")
+    with pytest.raises(ValueError, match=r"Invalid method: 'adam'; allowed: lstm, meta_sgd"):
+        build_rule(config, init)
 
 
 def test_bad_saved_file_is_a_clear_error(tmp_path):

@@ -9,6 +9,7 @@ import torch
 
 from pinnopt.derivatives import jet
 from pinnopt.learned import (
+    FAMILIES,
     SPLITS,
     DigitsFamily,
     EpisodeSampler,
@@ -18,6 +19,7 @@ from pinnopt.learned import (
     build_family,
     load_digits,
 )
+from pinnopt.learned.tasks import register_family
 
 SMALL = {
     "quadratic": lambda: QuadraticFamily(dim=5, condition=10.0),
@@ -172,6 +174,14 @@ def test_build_family_by_name():
     family = build_family("poisson", dim=2, modes=2)
     assert isinstance(family, PoissonFamily) and family.dim == 2
     assert family.sample(0).info["amplitudes"].shape == (4,)
+
+
+def test_families_register_by_name_in_order_and_refuse_a_duplicate():
+    assert list(FAMILIES) == ["quadratic", "sinusoid", "digits", "poisson"]
+    assert all(cls().name == name for name, cls in FAMILIES.items())
+    with pytest.raises(ValueError, match=r"task family 'poisson' is already registered"):
+        register_family("poisson")(PoissonFamily)
+    assert FAMILIES["poisson"] is PoissonFamily
 
 
 def test_val_may_share_train_classes_only_when_asked_and_then_never_their_images():

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from pinnopt import derivatives as D
 from pinnopt.cli import main
-from pinnopt.config import make_config
+from pinnopt.config import ConfigError, make_config
 from pinnopt.derivatives import jet, jet_autograd, supports_jet
 from pinnopt.models import MLP
 from pinnopt.objective import Objective
@@ -19,13 +19,14 @@ from pinnopt.problems import Box, Problem, Term, get_problem
 from pinnopt.solve import build_trainer, load_model
 from pinnopt.train.chain import parse_chain
 from pinnopt.train.multistage import (
-    StagedModel,
+    NetworkSum,
     analyze_residual,
     dominant_frequency,
     fit_stages,
     fourier_mlp,
     fourier_sigma,
     grid_points_per_dim,
+    grid_residual,
     stage_scale,
 )
 from pinnopt.train.trainer import Trainer, TrainerSettings
@@ -34,13 +35,13 @@ DTYPE = torch.float64
 PI = math.pi
 
 
-def _staged(d: int = 2) -> StagedModel:
+def _staged(d: int = 2) -> NetworkSum:
     lower, upper = [-1.0] * d, [2.0] * d
     first = MLP(d, 1, width=6, depth=2, lower=lower, upper=upper, seed=1)
     second = MLP(d, 1, width=5, depth=1, lower=lower, upper=upper, fourier_features=3,
                  fourier_sigma=0.7, seed=2)  # fmt: skip
     third = MLP(d, 1, width=4, depth=2, activation="sin", lower=lower, upper=upper, seed=3)
-    return StagedModel([first, second, third], [1.0, 3e-3, 2e-6])
+    return NetworkSum([first, second, third], [1.0, 3e-3, 2e-6])
 
 
 # --------------------------------------------------------------------------- the model
@@ -81,7 +82,7 @@ def test_frozen_networks_get_no_gradient_and_do_not_move():
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in last)
     # a trainer only optimizes the last network, and Gauss–Newton leaves the others alone
     problem = get_problem("poisson2d")
-    staged = StagedModel([MLP(2, 1, 8, 1, seed=0), MLP(2, 1, 6, 1, seed=1)], [1.0, 1e-2])
+    staged = NetworkSum([MLP(2, 1, 8, 1, seed=0), MLP(2, 1, 6, 1, seed=1)], [1.0, 1e-2])
     points = problem.sample(torch.Generator().manual_seed(0), {"pde": 60, "bc": 20})
     frozen = [p.detach().clone() for p in staged.networks[0].parameters()]
     trained = [p.detach().clone() for p in staged.networks[1].parameters()]
@@ -95,7 +96,7 @@ def test_frozen_networks_get_no_gradient_and_do_not_move():
 
 def test_objective_jacobian_of_a_staged_model_matches_autograd():
     problem = get_problem("poisson1d")
-    model = StagedModel([MLP(1, 1, 5, 2, seed=0), MLP(1, 1, 4, 1, fourier_features=2, seed=1)],
+    model = NetworkSum([MLP(1, 1, 5, 2, seed=0), MLP(1, 1, 4, 1, fourier_features=2, seed=1)],
                         [1.0, 1e-3])  # fmt: skip
     points = problem.sample(torch.Generator().manual_seed(1), {"pde": 40})
     objective = Objective(problem, model, points)
@@ -117,7 +118,7 @@ def test_curvature_optimizers_lower_the_loss_of_a_staged_model(optimizer):
     Trainer(Objective(problem, first, points), parse_chain("gn"),
             TrainerSettings(steps=30, quiet=True)).fit()  # fmt: skip
     eps = analyze_residual(problem, first).epsilon
-    staged = StagedModel([first, fourier_mlp(problem, 1.0, 8, 1, seed=1)], [1.0, eps])
+    staged = NetworkSum([first, fourier_mlp(problem, 1.0, 8, 1, seed=1)], [1.0, eps])
     objective = Objective(problem, staged, points, {"pde": eps**-2, "bc": eps**-2})
     before = float(objective.loss().detach())
     trainer = Trainer(objective, parse_chain(optimizer), TrainerSettings(steps=30, quiet=True))
@@ -132,13 +133,13 @@ def test_curvature_optimizers_lower_the_loss_of_a_staged_model(optimizer):
 def test_bad_staged_models_are_named():
     a, b = MLP(1, 1, 3, 1), MLP(1, 1, 3, 1)
     with pytest.raises(ValueError, match="networks must hold"):
-        StagedModel([], [])
+        NetworkSum([], [])
     with pytest.raises(ValueError, match="scales must have one entry per network"):
-        StagedModel([a, b], [1.0])
+        NetworkSum([a, b], [1.0])
     with pytest.raises(ValueError, match=r"scales\[1\] must be finite and > 0"):
-        StagedModel([a, b], [1.0, 0.0])
+        NetworkSum([a, b], [1.0, 0.0])
     with pytest.raises(ValueError, match=r"networks\[1\] \(Tanh\) does not support"):
-        StagedModel([a, nn.Tanh()], [1.0, 1.0])
+        NetworkSum([a, nn.Tanh()], [1.0, 1.0])
 
 
 # --------------------------------------------------------------------------- the residual
@@ -230,7 +231,7 @@ def test_two_stages_improve_on_stage_one():
     assert (first.network, second.network) == (1, 2)
     assert first.epsilon == 1.0 and first.frequency is None
     assert 0 < second.epsilon < 1e-4 and second.frequency > 0
-    assert isinstance(run.model, StagedModel) and len(run.model.networks) == 2
+    assert isinstance(run.model, NetworkSum) and len(run.model.networks) == 2
     assert second.result.rel_l2 < first.result.rel_l2 / 5
     assert second.final_loss < first.final_loss / 5  # the composite's plain loss
     assert [r["network"] for r in run.history][0] == 1 and run.history[-1]["network"] == 2
@@ -248,7 +249,7 @@ def test_cli_stages_2_writes_two_stages_and_a_loadable_checkpoint(tmp_path, caps
     out, single = tmp_path / "run", tmp_path / "single"
     flags = ["solve", "poisson1d", "--optimizer", "gn", "--steps", "15", "--width", "8",
              "--depth", "1", "--quiet"]  # fmt: skip
-    code, stdout, err = run_cli(capsys, *flags, "--stages", "2", "--out", str(out))
+    code, stdout, err = run_cli(capsys, *flags, "--networks", "2", "--out", str(out))
     assert code == 0, err
     assert run_cli(capsys, *flags, "--out", str(single))[0] == 0
     assert "network 2: rel_l2" in stdout
@@ -269,25 +270,33 @@ def test_cli_stages_2_writes_two_stages_and_a_loadable_checkpoint(tmp_path, caps
     header = (out / "history.csv").read_text().splitlines()[0].split(",")
     assert header[:6] == ["step", "time", "stage", "lr", "loss", "network"]
     model = load_model(out)
-    assert isinstance(model, StagedModel) and len(model.networks) == 2
+    assert isinstance(model, NetworkSum) and len(model.networks) == 2
     from pinnopt.evaluation import Evaluator
 
     assert Evaluator(get_problem("poisson1d"))(model)["rel_l2"] == metrics["rel_l2"]
     # a multi-stage run cannot be resumed: one line, exit code 2
     code, _, err = run_cli(capsys, "solve", "--resume", str(out), "--quiet")
     assert code == 2 and len(err.strip().splitlines()) == 1
-    assert "training.stages > 1 cannot be resumed" in err
-    code, _, err = run_cli(capsys, "solve", "--resume", str(out), "--stages", "3")
+    assert "training.networks > 1 cannot be resumed" in err
+    code, _, err = run_cli(capsys, "solve", "--resume", str(out), "--networks", "3")
     assert code == 2 and "only --steps, --time-limit, --threads and --quiet" in err
 
 
 @pytest.mark.parametrize("value", ["0", "-1"])
-def test_bad_stages_is_one_line_and_exit_2(value, capsys):
-    code, _, err = run_cli(capsys, "solve", "poisson1d", "--stages", value)
+def test_bad_networks_is_one_line_and_exit_2(value, capsys):
+    code, _, err = run_cli(capsys, "solve", "poisson1d", "--networks", value)
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in err
-    assert lines[0].startswith("error: training.stages: Input should be greater than or equal to 1")
+    assert lines[0].startswith("error: training.networks: Input should be greater than or equal")
+
+
+def test_the_old_stages_spellings_name_the_new_ones(capsys):
+    for flag in (["--stages", "2"], ["--stages=2"]):
+        code, _, err = run_cli(capsys, "solve", "poisson1d", *flag)
+        assert code == 2 and err.strip() == "error: --stages: renamed; use --networks"
+    with pytest.raises(ConfigError, match=r"^training.stages: renamed; use training.networks$"):
+        make_config({"training": {"stages": 2}})
 
 
 def test_load_model_of_a_single_stage_run(tmp_path, capsys):
@@ -301,3 +310,18 @@ def test_load_model_of_a_single_stage_run(tmp_path, capsys):
 
     metrics = json.loads((out / "metrics.json").read_text())
     assert Evaluator(get_problem("poisson1d"))(model)["rel_l2"] == metrics["rel_l2"]
+
+
+def test_grid_residual_is_the_objectives_residual_at_the_grid():
+    problem = get_problem("poisson2d")
+    model = MLP(2, 1, 8, 2, "tanh", "xavier", problem.domain.lower, problem.domain.upper, seed=1)
+    r, term = grid_residual(problem, model, n_per_dim=8)
+    axes = [
+        torch.tensor([lo + (j + 0.5) * (hi - lo) / 8 for j in range(8)], dtype=DTYPE)
+        for lo, hi in zip(problem.domain.lower, problem.domain.upper)
+    ]
+    x = torch.stack([m.reshape(-1) for m in torch.meshgrid(*axes, indexing="ij")], dim=1)
+    points = {k: v.to(DTYPE) for k, v in problem.sample(torch.Generator().manual_seed(0)).items()}
+    expected = Objective(problem, model, points).residuals_at(x, term=term.name)
+    assert r.shape == (8, 8) and term.name == "pde"
+    assert torch.equal(torch.from_numpy(r).reshape(-1), expected)
