@@ -15,6 +15,11 @@ def test_readme_python_example_runs(tmp_path, monkeypatch):
     assert "steps=3000" in code and '"adam:1000,lbfgs"' in code
     code = code.replace("steps=3000", "steps=300, quiet=True")
     code = code.replace('"adam:1000,lbfgs"', '"adam:100,lbfgs"')
+    # the run directory, as the text under the example says: out_dir="runs/decay"
+    assert 'po.Trainer(..., out_dir="runs/decay")' in README.read_text()
+    evaluator = "    po.Evaluator(problem),\n)"
+    assert evaluator in code
+    code = code.replace(evaluator, '    po.Evaluator(problem),\n    out_dir="runs/decay",\n)')
     monkeypatch.chdir(tmp_path)
     scope: dict = {}
     exec(compile(code, "README.md", "exec"), scope)

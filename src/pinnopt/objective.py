@@ -210,10 +210,14 @@ class Objective:
         """r(θ): all weighted residuals concatenated, shape (Σ N_k,)."""
         return torch.cat(list(self.weighted(self.residuals()).values()))
 
+    def pass_sizes(self) -> list[int]:
+        """Points per term, in term order: each term is one forward pass of the model with
+        one residual per point, and r(θ) joins them in this order (K-FAC reads this)."""
+        return [self.points[t.name].shape[0] for t in self.problem.terms]
+
     def split(self, r: Tensor) -> dict[str, Tensor]:
         """The slices of a residual vector (or of Jacobian rows) that belong to each term."""
-        sizes = [self.points[t.name].shape[0] for t in self.problem.terms]
-        return dict(zip(self.weights, torch.split(r, sizes)))
+        return dict(zip(self.weights, torch.split(r, self.pass_sizes())))
 
     @staticmethod
     def loss_of(r: Tensor) -> Tensor:
@@ -301,6 +305,11 @@ class ResidualClosure:
     def __init__(self, objective: Objective, observe: Callable[[Tensor], None] | None = None):
         self.objective = objective
         self.observe = observe
+
+    @property
+    def pass_sizes(self) -> list[int]:
+        """The objective's points per term, in the order r(θ) joins them."""
+        return self.objective.pass_sizes()
 
     def __call__(self) -> Tensor:
         r = self.objective.residual_vector()

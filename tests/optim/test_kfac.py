@@ -411,3 +411,18 @@ def test_kfac_stage_in_a_trainer_chain():
     kfac, adam = results["adam:20,kfac"], results["adam"]
     assert kfac.steps == 60 and kfac.history[-1]["stage"] == "kfac"
     assert kfac.final_loss < 0.1 * adam.final_loss
+
+
+def test_the_closure_s_pass_sizes_are_checked_against_the_passes():
+    objective = small_pinn()
+    assert objective.pass_sizes() == [12, 6] and ResidualClosure(objective).pass_sizes == [12, 6]
+
+    class TermsOutOfOrder(ResidualClosure):
+        @property
+        def pass_sizes(self):
+            return self.objective.pass_sizes()[::-1]
+
+    opt = KFAC(objective.model.parameters(), model=objective.model)
+    with pytest.raises(ValueError, match=r"terms have \[6, 12\] points, but the layers saw "
+                       r"forward passes of \[12, 6\]: each term must be one pass"):  # fmt: skip
+        opt.step(TermsOutOfOrder(objective))

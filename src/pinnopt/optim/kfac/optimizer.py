@@ -41,8 +41,9 @@ class KFAC(Optimizer):
 
     ``step(closure)`` takes a closure returning the residual vector r(θ) with its
     graph (:class:`pinnopt.objective.ResidualClosure`); one residual per point and
-    model pass, in the order of the passes (what ``Objective`` does). Hooks are on
-    the model only during ``step``.
+    model pass, in the order of the passes (what ``Objective`` does). A closure with
+    ``pass_sizes`` (the objective's points per term) has them checked against the
+    passes the layers saw. Hooks are on the model only during ``step``.
 
     Args:
         model: the network whose ``nn.Linear`` layers are preconditioned.
@@ -197,7 +198,7 @@ class KFAC(Optimizer):
         with torch.enable_grad():
             if pre.other_params and self.base is None and group["update"] == "auto":
                 others = MatrixFreeJacobian(r, pre.other_params)
-            grads = pre.residual_gradients(r)
+            grads = pre.residual_gradients(r, getattr(closure, "pass_sizes", None))
         step = state["step"]
         if step % group["factor_period"] == 0:
             pre.update_factors(group["decay"])

@@ -144,8 +144,11 @@ class KFACPreconditioner:
 
     # ------------------------------------------------------------------ backward
 
-    def _residual_slices(self, r: Tensor) -> list[tuple[int, int]]:
-        """Which entries of r belong to each recorded pass: one residual per row, in order."""
+    def _residual_slices(self, r: Tensor, sizes: list[int] | None = None) -> list[tuple[int, int]]:
+        """Which entries of r belong to each recorded pass: one residual per row, in order.
+
+        ``sizes`` (the objective's points per term, when the closure tells them) must be
+        the passes the layers saw: one forward pass per term, in term order."""
         counts = {tuple(p.rows for p in layer.passes) for layer in self.layers}
         if len(counts) != 1:
             raise ValueError(
@@ -153,6 +156,11 @@ class KFACPreconditioner:
                 "forward pass of the model once"
             )
         (rows,) = counts
+        if sizes is not None and list(rows) != list(sizes):
+            raise ValueError(
+                f"K-FAC: the objective's terms have {list(sizes)} points, but the layers saw "
+                f"forward passes of {list(rows)}: each term must be one pass, in term order"
+            )
         if sum(rows) != r.numel():
             raise ValueError(
                 f"K-FAC needs one residual per point and pass: {r.numel()} residuals for "
@@ -164,7 +172,7 @@ class KFACPreconditioner:
             start += n
         return bounds
 
-    def residual_gradients(self, r: Tensor) -> list[Tensor]:
+    def residual_gradients(self, r: Tensor, sizes: list[int] | None = None) -> list[Tensor]:
         """Per-residual output gradients g_ns (into each pass) and ∂(½‖r‖²)/∂params.
 
         One backward pass of Σ_n r_n through the recorded outputs gives every
@@ -173,7 +181,7 @@ class KFACPreconditioner:
         gradients in the order of ``self.params``.
         """
         r = r.reshape(-1)
-        bounds = self._residual_slices(r)
+        bounds = self._residual_slices(r, sizes)
         others = [
             g if g is not None else torch.zeros_like(p)
             for g, p in zip(
