@@ -30,3 +30,19 @@ def load_benchmark():
         return module
 
     return load
+
+
+@pytest.fixture
+def saved_figures(monkeypatch):
+    """The figures written by ``savefig`` during the test (still inspectable after closing)."""
+    from matplotlib.figure import Figure
+
+    saved = []
+    real_savefig = Figure.savefig
+
+    def savefig(fig, *args, **kwargs):
+        saved.append(fig)
+        return real_savefig(fig, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", savefig)
+    return saved

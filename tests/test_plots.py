@@ -3,17 +3,8 @@
 from pinnopt.plots import plot_loss
 
 
-def test_loss_legend_is_outside_the_data_area_and_inside_the_figure(tmp_path, monkeypatch):
-    from matplotlib.figure import Figure
-
-    saved = []
-    real_savefig = Figure.savefig
-
-    def savefig(fig, *args, **kwargs):
-        saved.append(fig)
-        return real_savefig(fig, *args, **kwargs)
-
-    monkeypatch.setattr(Figure, "savefig", savefig)
+def test_loss_legend_is_outside_the_data_area_and_inside_the_figure(tmp_path, saved_figures):
+    saved = saved_figures
     # rel_l2 ends at the top right, where a legend placed inside the axes would go
     history = [{"step": s, "loss": 10.0 ** (-s / 20), "loss_pde": 10.0 ** (-s / 25),
                 "loss_bc": 10.0 ** (-s / 30)} for s in range(101)]  # fmt: skip

@@ -202,22 +202,6 @@ def test_slug_of_a_learned_optimizer_path_is_one_directory(tmp_path):
     assert "/" not in name and name.startswith("adam-3+l2o-") and name.endswith("_m_optimizer.pt")
 
 
-@pytest.fixture
-def saved_figures(monkeypatch):
-    """The figures written by ``savefig`` during the test (still inspectable after closing)."""
-    from matplotlib.figure import Figure
-
-    saved = []
-    real_savefig = Figure.savefig
-
-    def savefig(fig, *args, **kwargs):
-        saved.append(fig)
-        return real_savefig(fig, *args, **kwargs)
-
-    monkeypatch.setattr(Figure, "savefig", savefig)
-    return saved
-
-
 def test_error_vs_time_marks_each_evaluation_point(tmp_path, saved_figures):
     from pinnopt.bench.plot import Curve, plot_error_vs_time
 
