@@ -65,40 +65,47 @@ def _slice_points(problem: Problem, n: int) -> tuple[torch.Tensor, tuple[int, in
 
 @torch.no_grad()
 def plot_solution(model: nn.Module, problem: Problem, path: str | Path, n: int = 128) -> None:
-    """Prediction, reference and |error|: curves in 1-D, maps over a 2-D slice otherwise."""
+    """Prediction, reference and |error|: curves in 1-D, maps over a 2-D slice otherwise;
+    one row of panels per component of a system."""
     p = next(model.parameters())
+    names = problem.components
     if problem.dim == 1:
         x = problem.domain.grid(512)
-        pred = model(x.to(p.device, p.dtype))[:, 0].double().cpu()
-        ref = problem.exact(x)
-        fig, (a0, a1) = plt.subplots(1, 2, figsize=(10, 3.8))
-        xs = x[:, 0].numpy()
-        a0.plot(xs, ref.numpy(), "k", lw=2, label="reference")
-        a0.plot(xs, pred.numpy(), "r--", label="prediction")
-        a0.legend()
-        a0.set_xlabel(problem.input_names[0])
-        a1.semilogy(xs, (pred - ref).abs().clamp_min(1e-300).numpy())
-        a1.set_title("|error|")
-        a1.set_xlabel(problem.input_names[0])
     else:
         x, shape = _slice_points(problem, n)
-        pred = model(x.to(p.device, p.dtype))[:, 0].double().cpu().reshape(shape)
-        ref = problem.exact(x).reshape(shape)
-        err = (pred - ref).abs()
+    pred = model(x.to(p.device, p.dtype))[:, : len(names)].double().cpu()
+    ref = problem.reference(x).reshape(len(x), len(names))
+    columns = 2 if problem.dim == 1 else 3
+    fig, axes = plt.subplots(len(names), columns, figsize=(5 * columns, 3.8 * len(names)),
+                             squeeze=False)  # fmt: skip
+    for row, name in zip(axes, names):
+        k = names.index(name)
+        label = f"{name}: " if len(names) > 1 else ""
+        if problem.dim == 1:
+            xs = x[:, 0].numpy()
+            row[0].plot(xs, ref[:, k].numpy(), "k", lw=2, label="reference")
+            row[0].plot(xs, pred[:, k].numpy(), "r--", label="prediction")
+            row[0].legend()
+            row[0].set_title(f"{label}prediction and reference" if label else "")
+            row[1].semilogy(xs, (pred[:, k] - ref[:, k]).abs().clamp_min(1e-300).numpy())
+            row[1].set_title(f"{label}|error|")
+            for ax in row:
+                ax.set_xlabel(problem.input_names[0])
+            continue
+        fields = [pred[:, k].reshape(shape), ref[:, k].reshape(shape)]
+        fields.append((fields[0] - fields[1]).abs())
         extent = [problem.domain.lower[0], problem.domain.upper[0]]
         extent += [problem.domain.lower[1], problem.domain.upper[1]]
-        fig, axes = plt.subplots(1, 3, figsize=(14, 4))
-        titles = ["prediction", "reference", "|error|"]
-        for ax, field, title in zip(axes, [pred, ref, err], titles):
+        for ax, field, title in zip(row, fields, ["prediction", "reference", "|error|"]):
             im = ax.imshow(
                 field.T.numpy(), origin="lower", extent=extent, aspect="auto", cmap="viridis"
             )
             fig.colorbar(im, ax=ax)
-            ax.set_title(title)
+            ax.set_title(f"{label}{title}")
             ax.set_xlabel(problem.input_names[0])
             ax.set_ylabel(problem.input_names[1])
-        if problem.dim > 2:
-            fig.suptitle(f"slice through the centre of {problem.name} (other coordinates fixed)")
+    if problem.dim > 2:
+        fig.suptitle(f"slice through the centre of {problem.name} (other coordinates fixed)")
     rel = float((pred - ref).norm() / ref.norm()) if float(ref.norm()) > 0 else math.nan
     fig.text(0.01, 0.01, f"{problem.name}: rel_l2 on this plot {rel:.2e}", fontsize=8)
     fig.tight_layout()

@@ -100,6 +100,7 @@ def _build_model(config: Config, problem) -> torch.nn.Module:
         problem.dim,
         problem.domain.lower,
         problem.domain.upper,
+        out_dim=len(problem.components),
         width=m.width,
         depth=m.depth,
         activation=m.activation,

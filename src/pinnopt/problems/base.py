@@ -160,6 +160,11 @@ class Problem:
     calls it and checks that. ``input_names`` label the coordinates in plots and
     tables (e.g. ``("x", "t")``). Each term's ``sampler(n, generator)`` returns
     (n, d) float64 points and its ``residual(u, x)`` returns shape (n,).
+
+    ``components`` names the network's outputs (one by default, ``("u",)``); a system
+    such as ``("u", "v", "p")`` has a network with one output per component, a
+    residual reads component c from the jet (``u.value[:, c]``, ``u.d(i, c)``), and
+    ``exact`` returns one column per component, shape (N, C).
     """
 
     name: str
@@ -171,8 +176,15 @@ class Problem:
     eval_grid: int = 0  # points per axis of the evaluation grid; 0 picks by dimension
     eval_random: int = 20000  # random evaluation points when the dimension exceeds 2
     params: dict[str, float] = field(default_factory=dict)
+    components: tuple[str, ...] = ("u",)
 
     def __post_init__(self) -> None:
+        self.components = tuple(self.components)
+        if not self.components or len(set(self.components)) != len(self.components):
+            raise ValueError(
+                f"problem {self.name!r}: components must be unique names, at least one, "
+                f"got {self.components}"
+            )
         names = [t.name for t in self.terms]
         if len(set(names)) != len(names):
             raise ValueError(f"problem {self.name!r}: term names must be unique, got {names}")
@@ -219,10 +231,12 @@ class Problem:
                 f"problem {self.name!r}: exact must return a torch.Tensor of shape (N,) "
                 f"for N points, got {type(values).__name__}"
             )
-        if values.shape != (n,):
+        shape = (n,) if len(self.components) == 1 else (n, len(self.components))
+        if values.shape != shape:
+            what = "(N,)" if len(shape) == 1 else f"(N, C) for C = {shape[1]} components"
             raise ValueError(
-                f"problem {self.name!r}: exact must return shape (N,) for N points, "
-                f"here ({n},), got {tuple(values.shape)}"
+                f"problem {self.name!r}: exact must return shape {what} for N points, "
+                f"here {shape}, got {tuple(values.shape)}"
             )
         if values.is_complex() or values.dtype == torch.bool:
             raise ValueError(

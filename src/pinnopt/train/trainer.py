@@ -115,6 +115,7 @@ class TrainResult:
     max_abs_error: float
     history: list[dict[str, float | str]]
     signal: int | None = None  # the signal that interrupted the run (SIGINT, SIGTERM)
+    errors: dict[str, float] = field(default_factory=dict)  # all the evaluator's, per component
 
 
 def stage_bounds(stages: list[Stage], total: int) -> list[tuple[int, int]]:
@@ -558,6 +559,7 @@ class Trainer:
             "loss_terms": result.loss_terms,
             "rel_l2": result.rel_l2,
             "max_abs_error": result.max_abs_error,
+            **{k: v for k, v in result.errors.items() if k not in ("rel_l2", "max_abs_error")},
         }
         if result.signal is not None:
             metrics["signal"] = signal_name(result.signal)
@@ -594,4 +596,5 @@ class Trainer:
             rel_l2=errors.get("rel_l2", math.nan),
             max_abs_error=errors.get("max_abs_error", math.nan),
             history=self.history,
+            errors=errors,
         )
