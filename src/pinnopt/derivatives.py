@@ -63,35 +63,53 @@ class Jet:
     """Value and input derivatives of a network (or of a hidden layer) at N points.
 
     ``value`` is (N, m); ``grad`` and ``hess_diag`` are (N, d, m) and ``lap`` is
-    (N, m), each ``None`` when not computed.
+    (N, m), each ``None`` when not computed. A component is read by index or, when
+    ``names`` holds the problem's component names (``Term.evaluate`` sets them), by
+    name: ``u.d(0, "v")``.
     """
 
     value: Tensor
     grad: Tensor | None = None
     hess_diag: Tensor | None = None
     lap: Tensor | None = None
+    names: tuple[str, ...] = ()
+
+    def index(self, component: int | str) -> int:
+        """The column of ``component``, given by index or by name."""
+        if not isinstance(component, str):
+            return component
+        if component not in self.names:
+            raise ValueError(
+                f"unknown component {component!r}; allowed: {', '.join(self.names) or 'none named'}"
+            )
+        return self.names.index(component)
 
     @property
     def u(self) -> Tensor:
         """The first output component, shape (N,)."""
         return self.value[:, 0]
 
-    def d(self, i: int, component: int = 0) -> Tensor:
+    def of(self, component: int | str) -> Tensor:
+        """The value of one output component, shape (N,)."""
+        return self.value[:, self.index(component)]
+
+    def d(self, i: int, component: int | str = 0) -> Tensor:
         """∂u/∂x_i of one output component, shape (N,)."""
         if self.grad is None:
             raise ValueError("this jet has no first derivatives: request order >= 1")
-        return self.grad[:, i, component]
+        return self.grad[:, i, self.index(component)]
 
-    def d2(self, i: int, component: int = 0) -> Tensor:
+    def d2(self, i: int, component: int | str = 0) -> Tensor:
         """∂²u/∂x_i² of one output component, shape (N,)."""
         if self.hess_diag is None:
             raise ValueError(
                 "this jet has no second derivatives: request order 2 (without trace for d2)"
             )
-        return self.hess_diag[:, i, component]
+        return self.hess_diag[:, i, self.index(component)]
 
-    def laplacian(self, dims: tuple[int, ...] | None = None, component: int = 0) -> Tensor:
+    def laplacian(self, dims: tuple[int, ...] | None = None, component: int | str = 0) -> Tensor:
         """Σ_i ∂²u/∂x_i² over ``dims`` (all inputs by default), shape (N,)."""
+        component = self.index(component)
         if self.hess_diag is None:
             if self.lap is not None and dims is None:
                 return self.lap[:, component]
@@ -104,7 +122,7 @@ class Jet:
     @property
     def parts(self) -> tuple[Tensor | None, ...]:
         """(value, grad, hess_diag, lap), in the order of the constructor."""
-        return self.value, self.grad, self.hess_diag, self.lap
+        return self.value, self.grad, self.hess_diag, self.lap  # not the names
 
     def map(self, fn) -> Jet:
         """Apply the same linear map to every part (value included)."""

@@ -21,10 +21,12 @@ def oscillator(exact=None) -> Problem:
         "oscillator", box, components=("u", "v"), input_names=("x",),
         exact=exact or (lambda x: torch.stack([torch.sin(x[:, 0]), torch.cos(x[:, 0])], dim=1)),
         terms=[
-            Term("du", box.interior, lambda u, x: u.d(0, 0) - u.value[:, 1], order=1, n=48),
-            Term("dv", box.interior, lambda u, x: u.d(0, 1) + u.value[:, 0], order=1, n=48),
+            # by name ...
+            Term("du", box.interior, lambda u, x: u.d(0, "u") - u.of("v"), order=1, n=48),
+            Term("dv", box.interior, lambda u, x: u.d(0, "v") + u.of("u"), order=1, n=48),
+            # ... or by index
             Term("ic_u", start, lambda u, x: u.value[:, 0], order=0, n=1),
-            Term("ic_v", start, lambda u, x: u.value[:, 1] - 1.0, order=0, n=1),
+            Term("ic_v", start, lambda u, x: u.of(1) - 1.0, order=0, n=1),
         ],
     )  # fmt: skip
 
@@ -64,3 +66,12 @@ def test_the_command_line_builds_one_output_per_component(tmp_path, capsys, monk
     assert main(args) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert {"rel_l2_u", "rel_l2_v"} <= set(metrics) and metrics["rel_l2"] < 1e-2
+
+
+def test_a_component_name_that_the_problem_lacks_is_named():
+    problem = oscillator()
+    problem.terms[0].residual = lambda u, x: u.d(0, "w")
+    model = build_model("mlp", 1, [0.0], [1.0], out_dim=2, width=4, depth=1)
+    points = problem.sample(torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="unknown component 'w'; allowed: u, v"):
+        Objective(problem, model, points).loss()

@@ -119,6 +119,8 @@ class Term:
     n: int = 1000
     weight: float = 1.0
     trace: bool = False
+    # the problem's output names, set by Problem: the jet reads components by name
+    components: tuple[str, ...] = field(default=("u",), repr=False)
 
     def __post_init__(self) -> None:
         if self.order not in (0, 1, 2):
@@ -137,7 +139,9 @@ class Term:
         later) raises ValueError naming the term; ``where`` adds context to that
         message. The check compares shapes only (no device sync): it runs every step.
         """
-        r = self.residual(jet(model, x, self.order, self.trace), x)
+        u = jet(model, x, self.order, self.trace)
+        u.names = self.components
+        r = self.residual(u, x)
         n = x.shape[0]
         if not isinstance(r, Tensor):
             raise ValueError(
@@ -185,6 +189,8 @@ class Problem:
                 f"problem {self.name!r}: components must be unique names, at least one, "
                 f"got {self.components}"
             )
+        for term in self.terms:
+            term.components = self.components
         names = [t.name for t in self.terms]
         if len(set(names)) != len(names):
             raise ValueError(f"problem {self.name!r}: term names must be unique, got {names}")
