@@ -9,6 +9,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 # DESIGN.md's layers, lowest first: a module may import only from lower layers
 # (or from its own package)
 LAYERS = {
+    "registry": 0,
     "derivatives": 0,
     "problems": 1,
     "models": 1,

@@ -60,9 +60,13 @@ from pinnopt.learned.methods import (
     WarpGradRule,
 )
 from pinnopt.learned.tasks import Task
+from pinnopt.registry import Registry
 
 RuleFactory = Callable[["MetaOptimizerConfig", list[Tensor]], nn.Module]
-METHODS: dict[str, RuleFactory] = {}
+METHODS: Registry[RuleFactory] = Registry("learned rule")
+# decorator adding a rule's factory under a name: factory(config, init) is called inside
+# build_rule's seeded random state (init: the model's parameters), then cast to config.dtype
+register_rule = METHODS.register
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 META_OBJECTIVES = ("loss", "log_loss")
 
@@ -144,23 +148,6 @@ class MetaOptimizerConfig:
                              f"{', '.join(META_OBJECTIVES)}")  # fmt: skip
         if self.dtype not in DTYPES:
             raise ValueError(f"Invalid dtype: {self.dtype!r}; allowed: {', '.join(DTYPES)}")
-
-
-def register_rule(name: str) -> Callable[[RuleFactory], RuleFactory]:
-    """Decorator adding a learned update rule's factory to the registry under ``name``.
-
-    A factory is called as ``factory(config, init)`` (``init``: the model's parameters)
-    inside :func:`build_rule`'s seeded random state; the rule is then cast to
-    ``config.dtype``.
-    """
-
-    def add(factory: RuleFactory) -> RuleFactory:
-        if name in METHODS:
-            raise ValueError(f"learned rule {name!r} is already registered")
-        METHODS[name] = factory
-        return factory
-
-    return add
 
 
 @register_rule("lstm")

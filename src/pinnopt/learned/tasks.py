@@ -33,7 +33,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -43,6 +43,7 @@ from pinnopt.models import MODELS, build_model
 from pinnopt.objective import Objective
 from pinnopt.problems.base import Box
 from pinnopt.problems.poisson import poisson_problem
+from pinnopt.registry import Registry
 
 SPLITS = ("train", "val", "test")
 DIGIT_CLASS_SPLITS = {"train": (0, 1, 2, 3), "val": (4, 5, 6), "test": (7, 8, 9)}
@@ -121,22 +122,10 @@ class TaskFamily(ABC):
     def sample(self, seed: int, split: str = "train") -> Task: ...
 
 
-FAMILIES: dict[str, type[TaskFamily]] = {}
+FAMILIES: Registry[type[TaskFamily]] = Registry("task family")
 
 
-F = TypeVar("F", bound=type[TaskFamily])
-
-
-def register_family(name: str) -> Callable[[F], F]:
-    """Decorator adding a task family class to the registry under ``name``."""
-
-    def add(cls: F) -> F:
-        if name in FAMILIES:
-            raise ValueError(f"task family {name!r} is already registered")
-        FAMILIES[name] = cls
-        return cls
-
-    return add
+register_family = FAMILIES.register  # decorator adding a task family class under a name
 
 
 class _Point(nn.Module):

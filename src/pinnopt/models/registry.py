@@ -13,19 +13,10 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-MODELS: dict[str, Callable[..., nn.Module]] = {}
+from pinnopt.registry import Registry
 
-
-def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Decorator adding a model factory to the registry under ``name``."""
-
-    def add(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        if name in MODELS:
-            raise ValueError(f"model {name!r} is already registered")
-        MODELS[name] = factory
-        return factory
-
-    return add
+MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
+register_model = MODELS.register  # decorator adding a model factory under a name
 
 
 def build_model(

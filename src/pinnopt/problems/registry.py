@@ -6,20 +6,10 @@ import inspect
 from collections.abc import Callable
 
 from pinnopt.problems.base import Problem
+from pinnopt.registry import Registry
 
-PROBLEMS: dict[str, Callable[..., Problem]] = {}
-
-
-def register_problem(name: str) -> Callable[[Callable[..., Problem]], Callable[..., Problem]]:
-    """Decorator adding a problem factory to the registry under ``name``."""
-
-    def add(factory: Callable[..., Problem]) -> Callable[..., Problem]:
-        if name in PROBLEMS:
-            raise ValueError(f"problem {name!r} is already registered")
-        PROBLEMS[name] = factory
-        return factory
-
-    return add
+PROBLEMS: Registry[Callable[..., Problem]] = Registry("problem")
+register_problem = PROBLEMS.register  # decorator adding a problem factory under a name
 
 
 def get_problem(name: str, **params: float) -> Problem:

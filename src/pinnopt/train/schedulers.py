@@ -28,20 +28,11 @@ from typing import Any
 
 from torch.optim import Optimizer, lr_scheduler
 
+from pinnopt.registry import Registry
+
 Make = Callable[[Optimizer, int, dict[str, Any]], Any]
-SCHEDULERS: dict[str, Make] = {}
-
-
-def register_scheduler(name: str) -> Callable[[Make], Make]:
-    """Decorator adding ``make(optimizer, steps, options)`` under ``name``."""
-
-    def add(make: Make) -> Make:
-        if name in SCHEDULERS:
-            raise ValueError(f"scheduler {name!r} is already registered")
-        SCHEDULERS[name] = make
-        return make
-
-    return add
+SCHEDULERS: Registry[Make] = Registry("scheduler")
+register_scheduler = SCHEDULERS.register  # decorator adding make(optimizer, steps, options)
 
 
 def build_scheduler(name: str, optimizer: Optimizer, steps: int, **options):
