@@ -75,3 +75,14 @@ def test_a_component_name_that_the_problem_lacks_is_named():
     points = problem.sample(torch.Generator().manual_seed(0))
     with pytest.raises(ValueError, match="unknown component 'w'; allowed: u, v"):
         Objective(problem, model, points).loss()
+
+
+def test_multi_stage_training_of_a_system(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(PROBLEMS, "oscillator", oscillator)
+    out = tmp_path / "run"
+    args = ["solve", "oscillator", "--optimizer", "gn", "--steps", "8", "--width", "8",
+            "--depth", "1", "--networks", "2", "--quiet", "--out", str(out)]  # fmt: skip
+    assert main(args) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [s["network"] for s in metrics["stages"]] == [1, 2]
+    assert metrics["rel_l2"] <= metrics["stages"][0]["rel_l2"] and "rel_l2_v" in metrics

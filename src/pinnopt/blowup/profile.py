@@ -198,8 +198,7 @@ class _ProfileSolver:
 
     @torch.no_grad()
     def current_loss(self) -> float:
-        r = self.closure()
-        return 0.5 * float(r.dot(r))
+        return float(self.closure.objective.loss_of(self.closure()))
 
     @torch.no_grad()
     def lambda_direction(self) -> tuple[Tensor, Tensor]:

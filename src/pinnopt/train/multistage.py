@@ -380,7 +380,7 @@ def fourier_mlp(
     as wide as a hidden layer; their σ comes from :func:`fourier_sigma`.
     """
     return MLP(
-        problem.dim, 1, width, depth, activation, init, problem.domain.lower,
+        problem.dim, len(problem.components), width, depth, activation, init, problem.domain.lower,
         problem.domain.upper, max(1, width // 2), fourier_sigma(problem, frequency), seed, dtype,
     )  # fmt: skip
 
