@@ -310,7 +310,7 @@ def blowup(
     directory is still written (status "interrupted") and the exit code is 128 + signal.
     """
     from pinnopt.blowup.run import RUN_FILES, OptionError, run_burgers
-    from pinnopt.train.run_directory import next_run_dir
+    from pinnopt.train.run_directory import holds_run, next_run_dir
 
     if equation not in BLOWUP_EQUATIONS:
         raise ConfigError(f"equation: unknown {equation!r}; allowed: {', '.join(BLOWUP_EQUATIONS)}")
@@ -322,7 +322,7 @@ def blowup(
         torch.set_num_threads(threads)
     if out is None:
         out = next_run_dir("runs", f"blowup-{equation}-{order}")
-    elif not overwrite and any((out / name).exists() for name in RUN_FILES):
+    elif not overwrite and holds_run(out, RUN_FILES):
         raise ConfigError(f"--out: {out} already holds a run; choose another folder or "
                           "overwrite it (--overwrite)")  # fmt: skip
     options = dict(degree=degree, points=points, max_steps=max_steps, funnel_scan=funnel_scan,

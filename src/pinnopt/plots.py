@@ -78,8 +78,7 @@ def plot_solution(model: nn.Module, problem: Problem, path: str | Path, n: int =
     columns = 2 if problem.dim == 1 else 3
     fig, axes = plt.subplots(len(names), columns, figsize=(5 * columns, 3.8 * len(names)),
                              squeeze=False)  # fmt: skip
-    for row, name in zip(axes, names):
-        k = names.index(name)
+    for k, (row, name) in enumerate(zip(axes, names)):
         label = f"{name}: " if len(names) > 1 else ""
         if problem.dim == 1:
             xs = x[:, 0].numpy()

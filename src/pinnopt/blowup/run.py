@@ -50,6 +50,7 @@ from pinnopt.blowup.hypernet import LambdaHyperNet
 from pinnopt.blowup.plots import plot_funnel, plot_profile, plot_residual
 from pinnopt.blowup.profile import CHECK_GRID, LAMBDA_MODES, ProfileResult, evaluate, find_profile
 from pinnopt.train.checkpoint import save_checkpoint
+from pinnopt.train.run_directory import clear_run
 
 DEFAULT_MISS = 0.05  # the default λ0 is λ_n (1 − DEFAULT_MISS)
 PROFILE_FILE = "profile.pt"
@@ -147,8 +148,7 @@ def run_burgers(
         raise OptionError(f"--hypernet: predicts λ = {lam0} for order {order}; λ must be > 0")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    for name in RUN_FILES:  # an earlier run's files would pass for this one's
-        (out / name).unlink(missing_ok=True)
+    clear_run(out, RUN_FILES)  # an earlier run's files would pass for this one's
     budget = max_steps * (2 if lambda_mode == "funnel" else 1)
     with _progress(quiet) as progress:
         task = progress.add_task("gauss-newton", total=budget, loss=math.nan, lam=lam0)

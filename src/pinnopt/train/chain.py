@@ -63,8 +63,8 @@ def chain_text(stages: list[Stage]) -> str:
     return ",".join(s.text for s in stages)
 
 
-def _split_stage(text: str, part: str) -> tuple[str, str]:
-    """A stage ``name[:steps]`` or ``name:VALUE[:steps]`` as (name, count text); the name
+def _split_stage(text: str, part: str) -> tuple[str, str, OptimizerSpec]:
+    """A stage ``name[:steps]`` or ``name:VALUE[:steps]`` as (name, count text, spec); the name
     of a stage with a value is ``"name:VALUE"``, and for ``l2o`` the file must exist. A
     stage that ends with ``:`` has an empty step count (``lbfgs:``) and is refused."""
     if part.endswith(":"):
@@ -76,14 +76,14 @@ def _split_stage(text: str, part: str) -> tuple[str, str]:
     name = name.strip()
     spec = get_optimizer_spec(name)
     if spec.argument is None or not count or count.strip().isdigit():
-        return name, count
+        return name, count, spec
     value, sep, tail = count.rpartition(":")
     if not (sep and tail.strip().isdigit()):
         value, tail = count, ""
     value = value.strip()
     if spec.argument == "path" and not Path(value).is_file():
         raise ValueError(f"optimizer chain {text!r}: {name} file {value!r} does not exist")
-    return f"{name}:{value}", tail
+    return f"{name}:{value}", tail, spec
 
 
 def parse_chain(text: str, options: dict[str, dict[str, Any]] | None = None) -> list[Stage]:
@@ -99,14 +99,14 @@ def parse_chain(text: str, options: dict[str, dict[str, Any]] | None = None) -> 
         raise ValueError(f"optimizer chain {text!r} has an empty entry; use e.g. 'adam:2000,lbfgs'")
     names = [_split_stage(text, part) for part in parts]
     options = dict(options or {})
-    in_chain = list(dict.fromkeys(split_name(name)[0] for name, _ in names))
+    in_chain = list(dict.fromkeys(spec.name for _, _, spec in names))
     extra = sorted(set(options) - set(in_chain))
     if extra:
         raise ChainOptionError(
             f"options for {', '.join(extra)}, which the chain {text} does not use; "
             f"allowed: {', '.join(in_chain)}"
         )
-    for i, (name, count) in enumerate(names):
+    for i, (name, count, spec) in enumerate(names):
         steps = None
         if count:
             try:
@@ -121,5 +121,5 @@ def parse_chain(text: str, options: dict[str, dict[str, Any]] | None = None) -> 
             raise ValueError(
                 f"optimizer chain {text!r}: every stage but the last needs a step count ({name}:N)"
             )
-        stages.append(Stage(name, steps, dict(options.get(split_name(name)[0], {}))))
+        stages.append(Stage(name, steps, dict(options.get(spec.name, {})), spec))
     return stages

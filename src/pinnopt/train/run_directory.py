@@ -29,15 +29,15 @@ from torch import nn
 from pinnopt.plots import plot_loss, plot_solution
 from pinnopt.problems.base import Problem
 
-# any of these in a folder means a run was (or is being) written there
-RUN_FILES = ("config.toml", "checkpoint.pt", "metrics.json", "history.csv")
-PLOT_FILES = ("loss.png", "solution.png")
+# the files a solve writes; any of them in a folder means a run was (or is being) written
+RUN_FILES = ("config.toml", "checkpoint.pt", "metrics.json", "history.csv", "loss.png",
+             "solution.png")  # fmt: skip
 
 
-def holds_run(path: str | Path) -> bool:
-    """Whether ``path`` is a folder with one of a run's files in it."""
+def holds_run(path: str | Path, files: tuple[str, ...] = RUN_FILES) -> bool:
+    """Whether ``path`` is a folder with one of a run's ``files`` in it."""
     path = Path(path)
-    return path.is_dir() and any((path / name).exists() for name in RUN_FILES)
+    return path.is_dir() and any((path / name).exists() for name in files)
 
 
 def check_fresh(path: str | Path) -> None:
@@ -48,9 +48,9 @@ def check_fresh(path: str | Path) -> None:
         )
 
 
-def clear_run(path: str | Path) -> None:
-    """Remove a run's files from ``path`` (to overwrite it); other files stay."""
-    for name in (*RUN_FILES, *PLOT_FILES):
+def clear_run(path: str | Path, files: tuple[str, ...] = RUN_FILES) -> None:
+    """Remove a run's ``files`` from ``path`` (to overwrite it); other files stay."""
+    for name in files:
         (Path(path) / name).unlink(missing_ok=True)
 
 
