@@ -39,7 +39,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
@@ -65,7 +65,8 @@ class Jet:
     ``value`` is (N, m); ``grad`` and ``hess_diag`` are (N, d, m) and ``lap`` is
     (N, m), each ``None`` when not computed. A component is read by index or, when
     ``names`` holds the problem's component names (``Term.evaluate`` sets them), by
-    name: ``u.d(0, "v")``.
+    name: ``u.d(0, "v")``. ``u.unknown("nu")`` is a trainable physical parameter of an
+    inverse problem (``Term.evaluate`` sets ``unknowns`` from the model).
     """
 
     value: Tensor
@@ -73,6 +74,15 @@ class Jet:
     hess_diag: Tensor | None = None
     lap: Tensor | None = None
     names: tuple[str, ...] = ()
+    # a model's trainable physical parameters by name (set by Term.evaluate)
+    unknowns: dict[str, Tensor] = field(default_factory=dict)
+
+    def unknown(self, name: str) -> Tensor:
+        """The trainable physical parameter ``name`` of an inverse problem (a tensor)."""
+        if name not in self.unknowns:
+            allowed = ", ".join(self.unknowns) or "none declared"
+            raise ValueError(f"unknown parameter {name!r}; allowed: {allowed}")
+        return self.unknowns[name]
 
     def index(self, component: int | str) -> int:
         """The column of ``component``, given by index or by name."""
@@ -122,7 +132,7 @@ class Jet:
     @property
     def parts(self) -> tuple[Tensor | None, ...]:
         """(value, grad, hess_diag, lap), in the order of the constructor."""
-        return self.value, self.grad, self.hess_diag, self.lap  # not the names
+        return self.value, self.grad, self.hess_diag, self.lap  # not the names nor unknowns
 
     def map(self, fn) -> Jet:
         """Apply the same linear map to every part (value included)."""

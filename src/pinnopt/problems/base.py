@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import Tensor, nn
 
 from pinnopt.derivatives import Jet, jet
+from pinnopt.problems.constraints import Constraint
+from pinnopt.problems.unknowns import Unknown
 
 Sampler = Callable[[int, torch.Generator], Tensor]
 Residual = Callable[[Jet, Tensor], Tensor]
@@ -119,6 +121,9 @@ class Term:
     n: int = 1000
     weight: float = 1.0
     trace: bool = False
+    # observed values carried as the last columns of each point (observation data): the
+    # network sees x[:, :-data_columns], the residual sees the whole row
+    data_columns: int = 0
     # the problem's output names, set by Problem: the jet reads components by name
     components: tuple[str, ...] = field(default=("u",), repr=False)
 
@@ -131,6 +136,10 @@ class Term:
             raise ValueError(f"term {self.name!r}: n must be >= 1, got {self.n}")
         if self.weight < 0:
             raise ValueError(f"term {self.name!r}: weight must be >= 0, got {self.weight}")
+        if self.data_columns < 0:
+            raise ValueError(
+                f"term {self.name!r}: data_columns must be >= 0, got {self.data_columns}"
+            )
 
     def evaluate(self, model: nn.Module, x: Tensor, where: str = "") -> Tensor:
         """r_k(x; θ) at points x (N, d): the residual of the model's jet, checked to be (N,).
@@ -138,9 +147,17 @@ class Term:
         Any other shape (say (N, 1), which would broadcast or fail deep inside torch
         later) raises ValueError naming the term; ``where`` adds context to that
         message. The check compares shapes only (no device sync): it runs every step.
+
+        With ``data_columns`` k > 0 the last k columns of x are observed values: the
+        network sees x[:, :-k] and the residual the whole x. A model's trainable physical
+        parameters (its ``unknowns``, :mod:`pinnopt.problems.unknowns`) reach the residual
+        through the jet, ``u.unknown(name)``; they are read from the model here, so that
+        ``torch.func.functional_call`` (the Jacobian) substitutes them like any weight.
         """
-        u = jet(model, x, self.order, self.trace)
+        inputs = x[:, : x.shape[1] - self.data_columns] if self.data_columns else x
+        u = jet(model, inputs, self.order, self.trace)
         u.names = self.components
+        u.unknowns = getattr(model, "unknowns", None) or {}
         r = self.residual(u, x)
         n = x.shape[0]
         if not isinstance(r, Tensor):
@@ -181,6 +198,15 @@ class Problem:
     eval_random: int = 20000  # random evaluation points when the dimension exceeds 2
     params: dict[str, float] = field(default_factory=dict)
     components: tuple[str, ...] = ("u",)
+    # input index -> period: the network sees that coordinate through cos and sin, so
+    # the solution is periodic by construction (pinnopt.models.transforms.PeriodicInputs)
+    periodic: dict[int, float] = field(default_factory=dict)
+    # trainable physical parameters of an inverse problem, by name (problems.unknowns)
+    unknowns: dict[str, Unknown] = field(default_factory=dict)
+    # u = g + d·N imposing some conditions exactly (problems.constraints); ``constrained``
+    # says it is in force (Problem.with_exact_constraint), its terms then left out
+    constraint: Constraint | None = None
+    constrained: bool = False
 
     def __post_init__(self) -> None:
         self.components = tuple(self.components)
@@ -196,6 +222,42 @@ class Problem:
             raise ValueError(f"problem {self.name!r}: term names must be unique, got {names}")
         if not self.input_names:
             self.input_names = tuple(f"x{i}" for i in range(self.dim))
+        self.periodic = {int(i): float(p) for i, p in self.periodic.items()}
+        for i, period in self.periodic.items():
+            if not 0 <= i < self.dim:
+                raise ValueError(
+                    f"problem {self.name!r}: periodic input {i} does not exist; "
+                    f"inputs are 0..{self.dim - 1} ({', '.join(self.input_names)})"
+                )
+            if not (math.isfinite(period) and period > 0):
+                raise ValueError(
+                    f"problem {self.name!r}: period of input {i} must be > 0, got {period}"
+                )
+        for name, unknown in self.unknowns.items():
+            if not isinstance(unknown, Unknown):
+                raise ValueError(
+                    f"problem {self.name!r}: unknown {name!r} must be an Unknown(initial=...), "
+                    f"got {type(unknown).__name__}"
+                )
+        if self.constraint is not None:
+            missing = set(self.constraint.replaces) - {t.name for t in self.terms}
+            if missing and not self.constrained:
+                raise ValueError(
+                    f"problem {self.name!r}: the exact constraint replaces term(s) "
+                    f"{sorted(missing)}, which the problem does not have; terms: {names}"
+                )
+        elif self.constrained:
+            raise ValueError(f"problem {self.name!r}: constrained without a constraint")
+
+    def with_exact_constraint(self) -> Problem:
+        """This problem with its conditions imposed exactly: the terms that the constraint
+        replaces are left out, and models built for it carry u = g + d·N."""
+        if self.constraint is None:
+            raise ValueError(f"problem {self.name!r} declares no exact constraint")
+        if self.constrained:
+            return self
+        kept = [t for t in self.terms if t.name not in self.constraint.replaces]
+        return replace(self, terms=kept, constrained=True)
 
     @property
     def dim(self) -> int:
