@@ -18,6 +18,12 @@ from rich.console import Console
 from rich.table import Table
 
 from pinnopt.config import ConfigError, load_config, make_config, merge
+from pinnopt.meta_train_config import (
+    META_TRAIN_FLAGS,
+    META_TRAIN_LOOP,
+    flag_error,
+    read_meta_train_file,
+)
 from pinnopt.train.checkpoint import CheckpointError
 from pinnopt.train.interrupts import StopRequest, exit_code
 
@@ -58,6 +64,17 @@ def solve(
     ] = None,
     optimizer: Annotated[
         str | None, typer.Option(help="Optimizer name or chain, e.g. adam:1000,lbfgs.")
+    ] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(help="Problem parameter NAME=VALUE (see `pinnopt list`); repeatable."),
+    ] = None,
+    constraints: Annotated[
+        str | None,
+        typer.Option(help="soft (penalty terms) or exact (u = g + d*N, where declared) [soft]."),
+    ] = None,
+    data: Annotated[
+        Path | None, typer.Option(help="Observations (CSV or NPZ) to fit, as terms 'data*'.")
     ] = None,
     model: Annotated[str | None, typer.Option(help="mlp or chebykan.")] = None,
     width: Annotated[int | None, typer.Option(help="Hidden units per layer.")] = None,
@@ -116,6 +133,7 @@ def solve(
     put("output", "quiet", True if quiet else None)
     if resume is not None:
         given = [problem, optimizer, model, width, depth, lr, seed, dtype, config, out, networks]
+        given += [param, constraints, data]
         if any(v is not None for v in given) or overwrite:
             raise ConfigError(
                 "--resume: only --steps, --time-limit, --threads and --quiet may be changed"
@@ -123,6 +141,9 @@ def solve(
         cfg = resume_config(resume, overrides)
     else:
         put("problem", "name", problem)
+        put("problem", "params", problem_params(param) if param else None)
+        put("problem", "constraints", constraints)
+        put("problem", "data", str(data) if data is not None else None)
         put("optim", "optimizer", optimizer)
         put("optim", "lr", lr)
         put("model", "kind", model)
@@ -156,6 +177,20 @@ def solve(
     if stop.requested:
         console.print(f"interrupted: resume with `pinnopt solve --resume {cfg.out_dir()}`")
         raise typer.Exit(code=exit_code(stop.signum))
+
+
+def problem_params(items: list[str]) -> dict[str, float]:
+    """``["nu=0.01", …]`` as {"nu": 0.01, …}; ConfigError naming --param otherwise."""
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            if not (sep and name.strip()):
+                raise ValueError
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise ConfigError(f"--param: expected NAME=NUMBER, got {item!r}") from None
+    return out
 
 
 def start_line(cfg, resume: bool) -> str:
@@ -225,6 +260,17 @@ def bench(
     ] = None,
     seeds: Annotated[int, typer.Option(help="Seeds 0..K-1 per problem and optimizer.")] = 1,
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("runs/bench"),
+    param: Annotated[
+        list[str] | None,
+        typer.Option(help="Problem parameter NAME=VALUE (see `pinnopt list`); repeatable."),
+    ] = None,
+    constraints: Annotated[
+        str | None,
+        typer.Option(help="soft (penalty terms) or exact (u = g + d*N, where declared) [soft]."),
+    ] = None,
+    data: Annotated[
+        Path | None, typer.Option(help="Observations (CSV or NPZ) to fit, as terms 'data*'.")
+    ] = None,
     model: Annotated[str | None, typer.Option(help="mlp or chebykan.")] = None,
     width: Annotated[int | None, typer.Option(help="Hidden units per layer.")] = None,
     depth: Annotated[int | None, typer.Option(help="Hidden layers.")] = None,
@@ -345,58 +391,6 @@ def blowup(
         raise typer.Exit(code=exit_code(stop.signum))
 
 
-def _flag_error(e: ValueError, flags: dict[str, str]) -> ConfigError:
-    """A ValueError ``Invalid FIELD: …`` as a ConfigError naming the flag of FIELD."""
-    text = str(e)
-    for field, flag in flags.items():
-        if text.startswith(f"Invalid {field}:"):
-            return ConfigError(f"{flag}: {text}")
-    return ConfigError(text)
-
-
-META_TRAIN_LOOP = {"family": None, "method": None, "out": None, "meta_steps": 100,
-                   "episodes": 4, "val_every": 10, "val_episodes": 4, "patience": None,
-                   "test_episodes": 4, "seed": 0}  # fmt: skip
-META_TRAIN_FLAGS = {"family": "--family", "method": "--method", "out": "--out",
-                    "meta_steps": "--meta-steps", "inner_steps": "--inner-steps",
-                    "unroll_steps": "--unroll-steps", "meta_lr": "--meta-lr",
-                    "inner_lr": "--inner-lr", "meta_objective": "--meta-objective",
-                    "episodes_per_step": "--episodes", "val_every": "--val-every",
-                    "val_episodes": "--val-episodes", "seed": "--seed", "patience": "--patience",
-                    "test_episodes": "--test-episodes"}  # fmt: skip
-
-
-def read_meta_train_file(path: Path) -> dict[str, dict[str, Any]]:
-    """The ``[meta_train]`` table of a TOML file as {"loop", "family_options", "rule"}:
-    the loop's keys (``META_TRAIN_LOOP``), ``[meta_train.family_options]`` (the task
-    family's options) and ``[meta_train.rule]`` (``MetaOptimizerConfig`` fields)."""
-    import dataclasses
-    import tomllib
-
-    from pinnopt.learned.meta import MetaOptimizerConfig
-
-    try:
-        data = tomllib.loads(Path(path).read_text())
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"--config: cannot read {str(path)!r}: {e}") from None
-    table = data.get("meta_train")
-    if not isinstance(table, dict):
-        raise ConfigError(f"--config: {str(path)!r} has no [meta_train] table")
-    loop = {k: v for k, v in table.items() if k not in ("family_options", "rule")}
-    unknown = sorted(set(loop) - set(META_TRAIN_LOOP))
-    if unknown:
-        raise ConfigError(f"meta_train: unknown key(s) {unknown}; allowed: "
-                          f"{', '.join(META_TRAIN_LOOP)}, family_options, rule")  # fmt: skip
-    rule = table.get("rule", {})
-    fields = [f.name for f in dataclasses.fields(MetaOptimizerConfig)
-              if f.name not in ("method", "seed")]  # fmt: skip
-    unknown = sorted(set(rule) - set(fields))
-    if unknown:
-        raise ConfigError(f"meta_train.rule: unknown field(s) {unknown} (method and seed go "
-                          f"in [meta_train]); allowed: {', '.join(fields)}")  # fmt: skip
-    return {"loop": loop, "family_options": table.get("family_options", {}), "rule": rule}
-
-
 @app.command(name="meta-train")
 def meta_train(
     family: Annotated[
@@ -491,7 +485,7 @@ def meta_train(
                         loop["val_episodes"], loop["seed"], patience=loop["patience"],
                         test_episodes=loop["test_episodes"])  # fmt: skip
     except ValueError as e:
-        raise _flag_error(e, META_TRAIN_FLAGS) from None
+        raise flag_error(e, META_TRAIN_FLAGS) from None
     test_episodes = loop["test_episodes"]
     m = run_meta_train(fam, config, out, meta_steps=loop["meta_steps"],
                        episodes_per_step=loop["episodes"], val_every=loop["val_every"],

@@ -1,6 +1,7 @@
 """Run configuration: typed sections, read from TOML, validated with one-line errors.
 
-    [problem]   name, params, points (per-term counts), weights (per-term w_k)
+    [problem]   name, params, points (per-term counts), weights (per-term w_k),
+                constraints ("soft" or "exact"), data (observation file)
     [model]     kind, width, depth, activation, init, degree, fourier_features, fourier_sigma
     [optim]     optimizer (name or chain), lr, scheduler, scheduler_options, clip_grad_norm,
                 options (per optimizer name)
@@ -49,6 +50,9 @@ class ProblemConfig(Section):
     params: dict[str, float] = Field(default_factory=dict)
     points: dict[str, int] = Field(default_factory=dict)
     weights: dict[str, float] = Field(default_factory=dict)
+    # "exact": conditions the problem can impose exactly are (u = g + d·N), their terms left out
+    constraints: Literal["soft", "exact"] = "soft"
+    data: str = ""  # observations (CSV or NPZ) added as terms "data" / "data_<component>"
 
     @field_validator("name")
     @classmethod

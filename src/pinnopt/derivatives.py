@@ -48,6 +48,7 @@ from torch.utils.hooks import RemovableHandle
 __all__ = [
     "Jet",
     "jet",
+    "jet_of_input",
     "jet_autograd",
     "jet_torch_func",
     "supports_jet",
@@ -283,6 +284,22 @@ def jet_autograd(model: nn.Module, x: Tensor, order: int = 2, trace: bool = Fals
 
 
 # --------------------------------------------------------------------------- entry point
+
+
+def jet_of_input(module: nn.Module, z: Jet) -> Jet:
+    """Jet of ``module`` at the points ``z.value``, where ``z`` is the jet of the raw
+    inputs themselves (:func:`input_jet`): propagated when the module supports jets,
+    by ``torch.func`` otherwise (order and trace read off the parts ``z`` carries).
+
+    A wrapper taking the raw coordinates (an output transform, a holder of physical
+    parameters) calls this in its ``forward_jet``.
+    """
+    if z.grad is None:
+        return Jet(module(z.value))
+    if supports_jet(module):
+        return propagate_jet(module, z)
+    order = 2 if z.hess_diag is not None or z.lap is not None else 1
+    return jet_torch_func(module, z.value, order, z.lap is not None)
 
 
 def jet(model: nn.Module, x: Tensor, order: int = 2, trace: bool = False) -> Jet:

@@ -15,13 +15,16 @@ class Evaluator:
     system, with ``rel_l2_<name>`` and ``max_abs_error_<name>`` per component as well).
     The reference u* is computed once (float64), which matters when it comes from
     quadrature (Burgers), and checked by :meth:`Problem.reference`: an ``exact`` of the
-    wrong shape raises ValueError here.
+    wrong shape raises ValueError here. For an inverse problem the identified physical
+    parameters are reported too: ``param_<name>`` (a scalar's value) and, when the
+    truth is known, ``param_<name>_rel_error`` (:meth:`Unknown.report`).
     """
 
     def __init__(self, problem: Problem, points: Tensor | None = None) -> None:
         self.points = problem.evaluation_points() if points is None else points
         self.reference = problem.reference(self.points)
         self.components = problem.components
+        self.unknowns = problem.unknowns
 
     @torch.no_grad()
     def predict(self, model: nn.Module, chunk: int = 65536) -> Tensor:
@@ -43,4 +46,8 @@ class Evaluator:
             for k, name in enumerate(self.components):
                 errors[f"rel_l2_{name}"] = float(err[:, k].norm() / self.reference[:, k].norm())
                 errors[f"max_abs_error_{name}"] = float(err[:, k].abs().max())
+        values = getattr(model, "unknowns", None) or {}
+        for name, unknown in self.unknowns.items():
+            if name in values:
+                errors.update(unknown.report(name, values[name]))
         return errors

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from pinnopt.problems.base import Problem  # noqa: E402
+from pinnopt.problems.base import Box, Problem  # noqa: E402
 
 
 def plot_loss(history: list[dict], path: str | Path) -> None:
@@ -66,15 +66,21 @@ def _slice_points(problem: Problem, n: int) -> tuple[torch.Tensor, tuple[int, in
 @torch.no_grad()
 def plot_solution(model: nn.Module, problem: Problem, path: str | Path, n: int = 128) -> None:
     """Prediction, reference and |error|: curves in 1-D, maps over a 2-D slice otherwise;
-    one row of panels per component of a system."""
+    one row of panels per component of a system. A domain that is not a box is drawn over
+    its bounding box, blank (NaN) outside the shape, where nothing is evaluated."""
     p = next(model.parameters())
     names = problem.components
     if problem.dim == 1:
         x = problem.domain.grid(512)
     else:
         x, shape = _slice_points(problem, n)
-    pred = model(x.to(p.device, p.dtype))[:, : len(names)].double().cpu()
-    ref = problem.reference(x).reshape(len(x), len(names))
+    keep = torch.ones(len(x), dtype=torch.bool)
+    if not isinstance(problem.domain, Box):
+        keep = problem.domain.inside(x)
+    pred = torch.full((len(x), len(names)), math.nan, dtype=torch.float64)
+    ref = pred.clone()
+    pred[keep] = model(x[keep].to(p.device, p.dtype))[:, : len(names)].double().cpu()
+    ref[keep] = problem.reference(x[keep]).reshape(-1, len(names))
     columns = 2 if problem.dim == 1 else 3
     fig, axes = plt.subplots(len(names), columns, figsize=(5 * columns, 3.8 * len(names)),
                              squeeze=False)  # fmt: skip
@@ -105,6 +111,7 @@ def plot_solution(model: nn.Module, problem: Problem, path: str | Path, n: int =
             ax.set_ylabel(problem.input_names[1])
     if problem.dim > 2:
         fig.suptitle(f"slice through the centre of {problem.name} (other coordinates fixed)")
+    pred, ref = pred[keep], ref[keep]
     rel = float((pred - ref).norm() / ref.norm()) if float(ref.norm()) > 0 else math.nan
     fig.text(0.01, 0.01, f"{problem.name}: rel_l2 on this plot {rel:.2e}", fontsize=8)
     fig.tight_layout()

@@ -26,7 +26,9 @@ from pinnopt.config import Config, ConfigError, dump_config, load_config
 from pinnopt.evaluation import Evaluator
 from pinnopt.models import build_model
 from pinnopt.objective import Objective
-from pinnopt.problems import get_problem
+from pinnopt.problem_network import network_for
+from pinnopt.problems import Problem, get_problem
+from pinnopt.problems.observations import with_observations
 from pinnopt.train.checkpoint import CheckpointError, load_checkpoint
 from pinnopt.train.multistage import MultiStageResult, NetworkSum, fit_stages, fourier_mlp
 from pinnopt.train.run_directory import check_fresh, clear_run, next_run_dir, write_run_files
@@ -55,7 +57,7 @@ def build_trainer(config: Config, out_dir: Path | None = None) -> Trainer:
         raise ConfigError(f"training.device: {t.device} requested but CUDA is not available")
     device = torch.device(t.device)
     dtype = DTYPES[t.dtype]
-    problem = _field("problem.params", get_problem, config.problem.name, **config.problem.params)
+    problem = build_problem(config)
     model = _build_model(config, problem).to(device=device, dtype=dtype)
     generator = torch.Generator().manual_seed(t.seed)
     points = _field("problem.points", problem.sample, generator, config.problem.points)
@@ -91,25 +93,31 @@ def build_trainer(config: Config, out_dir: Path | None = None) -> Trainer:
     return trainer
 
 
-def _build_model(config: Config, problem) -> torch.nn.Module:
+def build_problem(config: Config) -> Problem:
+    """The configured problem: its parameters, exact constraints if asked for
+    (``problem.constraints = "exact"``) and observations from ``problem.data``."""
+    c = config.problem
+    problem = _field("problem.params", get_problem, c.name, **c.params)
+    if c.constraints == "exact":
+        problem = _field("problem.constraints", problem.with_exact_constraint)
+    if c.data:
+        problem = _field("problem.data", with_observations, problem, c.data)
+    return problem
+
+
+def _build_model(config: Config, problem: Problem) -> torch.nn.Module:
+    """The configured network for ``problem`` (:func:`network_for` adds what it declares)."""
     m = config.model
-    return _field(
-        "model",
-        build_model,
-        m.kind,
-        problem.dim,
-        problem.domain.lower,
-        problem.domain.upper,
-        out_dim=len(problem.components),
-        width=m.width,
-        depth=m.depth,
-        activation=m.activation,
-        init=m.init,
-        degree=m.degree,
-        fourier_features=m.fourier_features,
-        fourier_sigma=m.fourier_sigma,
-        seed=config.training.seed,
-    )
+
+    def build(in_dim, lower, upper) -> torch.nn.Module:
+        return build_model(
+            m.kind, in_dim, lower, upper, out_dim=len(problem.components), width=m.width,
+            depth=m.depth, activation=m.activation, init=m.init, degree=m.degree,
+            fourier_features=m.fourier_features, fourier_sigma=m.fourier_sigma,
+            seed=config.training.seed,
+        )  # fmt: skip
+
+    return _field("model", network_for, problem, build)
 
 
 def stage_network(config: Config, problem, index: int, frequency: float) -> torch.nn.Module:
@@ -199,7 +207,7 @@ def load_model(run_dir: str | Path) -> torch.nn.Module:
     run_dir = Path(run_dir)
     config = load_config(run_dir / "config.toml")
     state = load_checkpoint(run_dir / CHECKPOINT_NAME)["model"]
-    problem = _field("problem.params", get_problem, config.problem.name, **config.problem.params)
+    problem = build_problem(config)
     model = _build_model(config, problem)
     if "scales" in state:  # a NetworkSum: networks.0.…, networks.1.…, scales
         count = len(state["scales"])

@@ -13,6 +13,7 @@ from pinnopt.models.chebykan import ChebyKAN, ChebyshevLayer
 from pinnopt.models.init import INITIALIZERS, initialize
 from pinnopt.models.layers import ACTIVATIONS, Activation, FourierFeatures, InputScaling
 from pinnopt.models.registry import MODELS, build_model, register_model
+from pinnopt.models.transforms import OutputTransform, PeriodicInputs
 
 __all__ = [
     "ACTIVATIONS",
@@ -24,6 +25,8 @@ __all__ = [
     "ChebyshevLayer",
     "FourierFeatures",
     "InputScaling",
+    "OutputTransform",
+    "PeriodicInputs",
     "build_model",
     "initialize",
     "register_model",

@@ -9,7 +9,7 @@ and a function giving the exact or reference solution. The objective
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -17,91 +17,11 @@ from torch import Tensor, nn
 
 from pinnopt.derivatives import Jet, jet
 from pinnopt.problems.constraints import Constraint
+from pinnopt.problems.geometry import Box, Geometry  # noqa: F401 (Box re-exported)
 from pinnopt.problems.unknowns import Unknown
 
 Sampler = Callable[[int, torch.Generator], Tensor]
 Residual = Callable[[Jet, Tensor], Tensor]
-
-
-class Box:
-    """The axis-aligned box [lower, upper] ⊂ R^d with uniform samplers (float64)."""
-
-    def __init__(self, lower: Sequence[float], upper: Sequence[float]) -> None:
-        if len(lower) != len(upper) or len(lower) == 0:
-            raise ValueError("lower and upper must be non-empty and of the same length")
-        if not all(math.isfinite(v) for v in (*lower, *upper)):
-            raise ValueError("box bounds must be finite")
-        if any(hi <= lo for lo, hi in zip(lower, upper)):
-            raise ValueError("upper must exceed lower in every coordinate")
-        self.lower = tuple(float(v) for v in lower)
-        self.upper = tuple(float(v) for v in upper)
-
-    @property
-    def dim(self) -> int:
-        return len(self.lower)
-
-    def _uniform(self, n: int, g: torch.Generator) -> Tensor:
-        lo = torch.tensor(self.lower, dtype=torch.float64)
-        hi = torch.tensor(self.upper, dtype=torch.float64)
-        return lo + (hi - lo) * torch.rand(n, self.dim, generator=g, dtype=torch.float64)
-
-    def interior(self, n: int, g: torch.Generator) -> Tensor:
-        """n points uniform in the box."""
-        return self._uniform(n, g)
-
-    def boundary(self, dims: Sequence[int] | None = None) -> Sampler:
-        """Sampler of points uniform on the faces x_i = lower_i or upper_i, i in ``dims``.
-
-        The n points are shared among the 2·len(dims) faces in proportion to their
-        measure (largest remainder, so every face gets its share deterministically);
-        positions within each face are uniform.
-        """
-        dims = tuple(range(self.dim)) if dims is None else tuple(dims)
-        for i in dims:
-            if not 0 <= i < self.dim:
-                raise ValueError(f"boundary dims must be in [0, {self.dim}), got {i}")
-        sides = [hi - lo for lo, hi in zip(self.lower, self.upper)]
-        faces = [(i, v) for i in dims for v in (self.lower[i], self.upper[i])]
-        measure = [math.prod(s for j, s in enumerate(sides) if j != i) for i, _ in faces]
-        share = [m / sum(measure) for m in measure]
-
-        def sample(n: int, g: torch.Generator) -> Tensor:
-            counts = [int(n * p) for p in share]
-            by_remainder = sorted(range(len(faces)), key=lambda k: n * share[k] - counts[k])
-            for k in reversed(by_remainder[len(faces) - (n - sum(counts)) :]):
-                counts[k] += 1
-            x = self._uniform(n, g)
-            start = 0
-            for (i, value), c in zip(faces, counts):
-                x[start : start + c, i] = value
-                start += c
-            return x
-
-        return sample
-
-    def face(self, dim: int, side: str) -> Sampler:
-        """Sampler of points uniform on the face x_dim = lower (``side="lower"``) or upper."""
-        if not 0 <= dim < self.dim:
-            raise ValueError(f"dim must be in [0, {self.dim}), got {dim}")
-        if side not in ("lower", "upper"):
-            raise ValueError(f"side must be 'lower' or 'upper', got {side!r}")
-        value = self.lower[dim] if side == "lower" else self.upper[dim]
-
-        def sample(n: int, g: torch.Generator) -> Tensor:
-            x = self._uniform(n, g)
-            x[:, dim] = value
-            return x
-
-        return sample
-
-    def grid(self, n_per_dim: int) -> Tensor:
-        """Tensor-product grid with ``n_per_dim`` points per axis (ends included), float64."""
-        axes = [
-            torch.linspace(lo, hi, n_per_dim, dtype=torch.float64)
-            for lo, hi in zip(self.lower, self.upper)
-        ]
-        mesh = torch.meshgrid(*axes, indexing="ij")
-        return torch.stack([m.reshape(-1) for m in mesh], dim=1)
 
 
 @dataclass
@@ -189,7 +109,7 @@ class Problem:
     """
 
     name: str
-    domain: Box
+    domain: Geometry
     terms: list[Term]
     exact: Callable[[Tensor], Tensor]
     input_names: tuple[str, ...] = ()
@@ -325,7 +245,8 @@ class Problem:
         """Fixed points where the error against the exact solution is measured (float64).
 
         Dimension 1 or 2: a tensor-product grid with ``eval_grid`` points per axis (by
-        default 1001 in 1-D, 101 in 2-D). Higher dimensions: ``eval_random`` uniform
+        default 1001 in 1-D, 101 in 2-D) over the bounding box, restricted to the closed
+        domain when it is not a box (``Geometry.grid``). Higher dimensions: ``eval_random`` uniform
         random points drawn with a fixed seed (``eval_grid`` is not used).
         """
         if self.dim <= 2:

@@ -10,7 +10,9 @@ from torch import Tensor
 
 from pinnopt.derivatives import Jet
 from pinnopt.problems.base import Box, Problem, Term
+from pinnopt.problems.observations import observation_terms
 from pinnopt.problems.registry import register_problem
+from pinnopt.problems.unknowns import Unknown
 
 PI = math.pi
 NU = 0.01 / PI
@@ -83,4 +85,42 @@ def burgers1d(nu: float = NU) -> Problem:
         "burgers1d", box, terms, reference, ("x", "t"),
         f"u_t + u u_x = {nu:.6g} u_xx on [-1,1]x[0,1], u(x,0) = -sin(pi x)",
         eval_grid=201, params={"nu": nu},
+    )  # fmt: skip
+
+
+@register_problem("burgers1d_inverse")
+def burgers1d_inverse(
+    noise: float = 0.0, observations: float = 2000, nu_initial: float = 0.0
+) -> Problem:
+    """Identify ν of Burgers from observations of its solution (Raissi et al. 2019, §4.1.1).
+
+    ``observations`` points uniform in [-1,1]×[0,1] (drawn from a fixed seed) carry the
+    Hopf–Cole reference u(x, t) plus Gaussian noise of ``noise`` · std(u); the PDE
+    residual u_t + u u_x − ν u_xx, with ν trainable from ``nu_initial``, is imposed at
+    collocation points. No boundary or initial data are given: the observations stand
+    in for them. The truth ν = 0.01/π is reported as ``param_nu_rel_error``.
+    """
+    count = int(observations)
+    if count != observations or count < 1:
+        raise ValueError(f"observations must be an integer >= 1, got {observations}")
+    if not math.isfinite(nu_initial):
+        raise ValueError(f"nu_initial must be finite, got {nu_initial}")
+    box = Box([-1.0, 0.0], [1.0, 1.0])
+
+    def reference(x: Tensor) -> Tensor:
+        u, _ = burgers_hopf_cole(x[:, 0].cpu().numpy(), x[:, 1].cpu().numpy(), NU)
+        return torch.from_numpy(u).to(x.device)
+
+    def pde(u: Jet, x: Tensor) -> Tensor:
+        return u.d(1) + u.u * u.d(0) - u.unknown("nu") * u.d2(0)
+
+    points = box.interior(count, torch.Generator().manual_seed(1234))
+    data = observation_terms(points, reference(points), noise=noise, seed=4321)
+    return Problem(
+        "burgers1d_inverse", box, [Term("pde", box.interior, pde, order=2, n=4000), *data],
+        reference, ("x", "t"),
+        f"identify nu in u_t + u u_x = nu u_xx from {count} observations"
+        + (f" with {noise:g} noise" if noise else ""),
+        eval_grid=201, params={"noise": noise, "observations": count, "nu_initial": nu_initial},
+        unknowns={"nu": Unknown(nu_initial, truth=NU)},
     )  # fmt: skip

@@ -57,6 +57,7 @@ from torch import Tensor, nn
 from pinnopt.derivatives import Jet, propagate_jet, supports_jet
 from pinnopt.models.mlp import MLP
 from pinnopt.objective import Objective, term_residuals
+from pinnopt.problem_network import network_for
 from pinnopt.problems.base import Problem, Term
 from pinnopt.train.trainer import Trainer, TrainResult
 
@@ -111,6 +112,11 @@ class NetworkSum(nn.Module):
         )
         for net in self.networks[:-1]:
             net.requires_grad_(False)
+
+    @property
+    def unknowns(self) -> nn.ParameterDict | None:
+        """The physical parameters of an inverse problem, held by the first network."""
+        return getattr(self.networks[0], "unknowns", None)
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.scales[0] * self.networks[0](x)
@@ -373,16 +379,33 @@ def fourier_mlp(
     init: str = "xavier",
     seed: int = 0,
     dtype: torch.dtype = torch.float64,
-) -> MLP:
+) -> nn.Module:
     """A stage network: an MLP of ``width`` × ``depth`` on ``width // 2`` Fourier features.
 
     ``width // 2`` sin/cos pairs (at least one) make the first hidden layer's input
-    as wide as a hidden layer; their σ comes from :func:`fourier_sigma`.
+    as wide as a hidden layer; their σ comes from :func:`fourier_sigma`. Built for the
+    problem by :func:`pinnopt.problem_network.network_for` as a correction: periodic
+    where the problem is, zero where its exact constraint holds.
     """
-    return MLP(
-        problem.dim, len(problem.components), width, depth, activation, init, problem.domain.lower,
-        problem.domain.upper, max(1, width // 2), fourier_sigma(problem, frequency), seed, dtype,
-    )  # fmt: skip
+    sigma = fourier_sigma(problem, frequency)
+    return network_for(
+        problem,
+        lambda d, lower, upper: MLP(
+            d,
+            len(problem.components),
+            width,
+            depth,
+            activation,
+            init,
+            lower,
+            upper,
+            max(1, width // 2),
+            sigma,
+            seed,
+            dtype,
+        ),  # fmt: skip
+        correction=True,
+    )
 
 
 # --------------------------------------------------------------------------- the chain
