@@ -10,6 +10,7 @@ from torch import Tensor
 
 from pinnopt.derivatives import Jet
 from pinnopt.problems.base import Box, Problem, Term
+from pinnopt.problems.constraints import Constraint, box_distance
 from pinnopt.problems.observations import observation_terms
 from pinnopt.problems.registry import register_problem
 from pinnopt.problems.unknowns import Unknown
@@ -81,10 +82,15 @@ def burgers1d(nu: float = NU) -> Problem:
         Term("bc", box.boundary(dims=[0]), bc, order=0, n=200),
         Term("ic", box.face(1, "lower"), ic, order=0, n=200),
     ]
+    # exact: u = −sin(πx) + (1 − x²)/4·t·N, zero at x = ±1 (to 1e-16) and −sin(πx) at t = 0
+    faces = [(0, "lower"), (0, "upper"), (1, "lower")]
+    constraint = Constraint(
+        lambda x: -torch.sin(PI * x[:, 0]), box_distance(box.lower, box.upper, faces), ("bc", "ic")
+    )
     return Problem(
         "burgers1d", box, terms, reference, ("x", "t"),
         f"u_t + u u_x = {nu:.6g} u_xx on [-1,1]x[0,1], u(x,0) = -sin(pi x)",
-        eval_grid=201, params={"nu": nu},
+        eval_grid=201, params={"nu": nu}, constraint=constraint,
     )  # fmt: skip
 
 

@@ -9,6 +9,7 @@ from torch import Tensor
 
 from pinnopt.derivatives import Jet
 from pinnopt.problems.base import Box, Problem, Term
+from pinnopt.problems.constraints import Constraint, box_distance
 from pinnopt.problems.registry import register_problem
 
 PI = math.pi
@@ -41,8 +42,13 @@ def heat1d(alpha: float = 0.25) -> Problem:
         Term("bc", box.boundary(dims=[0]), bc, order=0, n=200),
         Term("ic", box.face(1, "lower"), ic, order=0, n=200),
     ]
+    # exact: u = sin(πx) + x(1 − x)·t·N, zero at x = 0, 1 and sin(πx) at t = 0
+    faces = [(0, "lower"), (0, "upper"), (1, "lower")]
+    constraint = Constraint(
+        lambda x: torch.sin(PI * x[:, 0]), box_distance(box.lower, box.upper, faces), ("bc", "ic")
+    )
     return Problem(
         "heat1d", box, terms, exact, ("x", "t"),
         f"u_t = {alpha} u_xx on [0,1]x[0,1], u = exp(-{alpha} pi^2 t) sin(pi x)",
-        params={"alpha": alpha},
+        params={"alpha": alpha}, constraint=constraint,
     )  # fmt: skip

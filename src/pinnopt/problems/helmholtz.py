@@ -9,6 +9,7 @@ from torch import Tensor
 
 from pinnopt.derivatives import Jet
 from pinnopt.problems.base import Box, Problem, Term
+from pinnopt.problems.constraints import Constraint, box_distance
 from pinnopt.problems.registry import register_problem
 
 PI = math.pi
@@ -40,8 +41,16 @@ def helmholtz2d(a1: float = 1.0, a2: float = 4.0, k: float = 1.0) -> Problem:
         Term("pde", box.interior, pde, order=2, n=2000, trace=True),
         Term("bc", box.boundary(), bc, order=0, n=400),
     ]
+    constraint = None
+    if a1 == int(a1) and a2 == int(a2):  # then u = 0 on the boundary: u = d·N exactly
+        constraint = Constraint(lambda x: torch.zeros_like(x[:, 0]), _all_faces(box), ("bc",))
     return Problem(
         "helmholtz2d", box, terms, exact, ("x", "y"),
         f"Lap u + {k**2:g} u = q on [-1,1]^2, u = sin({a1:g} pi x) sin({a2:g} pi y)",
-        params={"a1": a1, "a2": a2, "k": k},
+        params={"a1": a1, "a2": a2, "k": k}, constraint=constraint,
     )  # fmt: skip
+
+
+def _all_faces(box: Box):
+    faces = [(i, side) for i in range(box.dim) for side in ("lower", "upper")]
+    return box_distance(box.lower, box.upper, faces)

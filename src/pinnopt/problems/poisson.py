@@ -9,6 +9,7 @@ from torch import Tensor
 
 from pinnopt.derivatives import Jet
 from pinnopt.problems.base import Box, Problem, Term
+from pinnopt.problems.constraints import Constraint, box_distance
 from pinnopt.problems.registry import register_problem
 
 PI = math.pi
@@ -18,9 +19,16 @@ def _sine_product(x: Tensor) -> Tensor:
     return torch.sin(PI * x).prod(dim=1)
 
 
-def poisson_problem(name: str, box: Box, exact, source, n_pde: int, n_bc: int, description: str):
+def poisson_problem(
+    name: str, box: Box, exact, source, n_pde: int, n_bc: int, description: str,
+    zero_on_boundary: bool = False,
+):  # fmt: skip
     """The problem −Δu = source on the box, u = exact on its boundary (the registry's
-    Poisson problems and :class:`pinnopt.learned.tasks.PoissonFamily` are built with it)."""
+    Poisson problems and :class:`pinnopt.learned.tasks.PoissonFamily` are built with it).
+
+    ``zero_on_boundary``: exact is zero on the boundary, so the problem declares the
+    exact constraint u = d·N with d the product of the distances to the faces.
+    """
 
     def pde(u: Jet, x: Tensor) -> Tensor:
         return -u.laplacian() - source(x)
@@ -33,7 +41,12 @@ def poisson_problem(name: str, box: Box, exact, source, n_pde: int, n_bc: int, d
         Term("bc", box.boundary(), bc, order=0, n=n_bc),
     ]
     names = ("x", "y", "z") if box.dim <= 3 else tuple(f"x{i + 1}" for i in range(box.dim))
-    return Problem(name, box, terms, exact, names[: box.dim], description)
+    constraint = None
+    if zero_on_boundary:
+        faces = [(i, side) for i in range(box.dim) for side in ("lower", "upper")]
+        zero = lambda x: torch.zeros_like(x[:, 0])  # noqa: E731
+        constraint = Constraint(zero, box_distance(box.lower, box.upper, faces), ("bc",))
+    return Problem(name, box, terms, exact, names[: box.dim], description, constraint=constraint)
 
 
 @register_problem("poisson1d")
@@ -42,7 +55,7 @@ def poisson1d() -> Problem:
     box = Box([0.0], [1.0])
     return poisson_problem(
         "poisson1d", box, _sine_product, lambda x: PI**2 * _sine_product(x), 200, 2,
-        "-u'' = pi^2 sin(pi x) on [0,1], u(0)=u(1)=0",
+        "-u'' = pi^2 sin(pi x) on [0,1], u(0)=u(1)=0", zero_on_boundary=True,
     )  # fmt: skip
 
 
@@ -53,6 +66,7 @@ def poisson2d() -> Problem:
     return poisson_problem(
         "poisson2d", box, _sine_product, lambda x: 2 * PI**2 * _sine_product(x), 1000, 200,
         "-Lap u = 2 pi^2 sin(pi x) sin(pi y) on [0,1]^2, u=0 on the boundary",
+        zero_on_boundary=True,
     )  # fmt: skip
 
 
@@ -63,6 +77,7 @@ def poisson3d() -> Problem:
     return poisson_problem(
         "poisson3d", box, _sine_product, lambda x: 3 * PI**2 * _sine_product(x), 2000, 600,
         "-Lap u = 3 pi^2 u on [0,1]^3, u = sin(pi x) sin(pi y) sin(pi z)",
+        zero_on_boundary=True,
     )  # fmt: skip
 
 

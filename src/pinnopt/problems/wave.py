@@ -9,6 +9,7 @@ from torch import Tensor
 
 from pinnopt.derivatives import Jet
 from pinnopt.problems.base import Box, Problem, Term
+from pinnopt.problems.constraints import Constraint, box_distance
 from pinnopt.problems.registry import register_problem
 
 PI = math.pi
@@ -49,8 +50,13 @@ def wave1d(c: float = 2.0) -> Problem:
         Term("ic", box.face(1, "lower"), ic, order=0, n=200),
         Term("ic_t", box.face(1, "lower"), ic_t, order=1, n=200),
     ]
+    # exact: u = u(x, 0) + x(1 − x)·t²·N: zero at x = 0, 1, and at t = 0 both u and u_t
+    # match (d = t² makes ∂_t(d·N) vanish there)
+    distance = box_distance(box.lower, box.upper, [(0, "lower"), (0, "upper"), (1, "lower")])
+    constraint = Constraint(lambda x: exact(x * x.new_tensor([1.0, 0.0])),
+                            lambda x: distance(x) * x[:, 1], ("bc", "ic", "ic_t"))  # fmt: skip
     return Problem(
         "wave1d", box, terms, exact, ("x", "t"),
         f"u_tt = {c**2:g} u_xx on [0,1]x[0,1], u = sin(pi x)cos({c:g} pi t) + ...",
-        params={"c": c},
+        params={"c": c}, constraint=constraint,
     )  # fmt: skip
