@@ -16,7 +16,7 @@ def test_defaults_are_a_valid_run():
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ({"problem": {"name": "nope"}}, "problem.name: unknown problem 'nope'; allowed: burgers1d"),
+        ({"problem": {"name": "nope"}}, "problem.name: unknown problem 'nope'; allowed: allen_"),
         ({"model": {"kind": "cnn"}}, "model.kind: unknown model 'cnn'; allowed: chebykan, mlp"),
         ({"model": {"width": "wide"}}, "model.width: Input should be a valid integer"),
         ({"model": {"activation": "relu6"}}, "model.activation: unknown activation 'relu6'"),

@@ -14,7 +14,24 @@ from pinnopt.evaluation import Evaluator
 from pinnopt.models import MLP, ChebyKAN, build_model
 from pinnopt.objective import Objective
 from pinnopt.optim import OPTIMIZERS, build_optimizer, register_optimizer
-from pinnopt.problems import PROBLEMS, Box, Problem, Term, get_problem, register_problem
+from pinnopt.problem_network import network_for
+from pinnopt.problems import (
+    PROBLEMS,
+    Annulus,
+    Box,
+    Constraint,
+    Disk,
+    Polygon,
+    Problem,
+    Term,
+    Unknown,
+    box_distance,
+    get_problem,
+    l_shape,
+    observation_terms,
+    register_problem,
+    with_normals,
+)
 from pinnopt.train import Trainer, TrainerSettings, TrainResult, parse_chain
 
 __version__ = "0.1.0"
@@ -23,7 +40,16 @@ __all__ = [
     "MLP",
     "OPTIMIZERS",
     "PROBLEMS",
+    "Annulus",
     "Box",
+    "Constraint",
+    "Disk",
+    "Polygon",
+    "Unknown",
+    "box_distance",
+    "l_shape",
+    "network_for",
+    "observation_terms",
     "ChebyKAN",
     "Config",
     "ConfigError",
@@ -44,4 +70,5 @@ __all__ = [
     "parse_chain",
     "register_optimizer",
     "register_problem",
+    "with_normals",
 ]

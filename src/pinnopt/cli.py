@@ -219,17 +219,16 @@ def list_components() -> None:
     from pinnopt.problems import PROBLEMS, get_problem
     from pinnopt.train.schedulers import SCHEDULERS
 
-    console = Console()
-    table = Table(title="problems")
-    table.add_column("name")
-    table.add_column("inputs")
-    table.add_column("terms")
-    table.add_column("description")
+    console = Console(soft_wrap=True, highlight=False)  # one line per problem
+    console.print("problems (`pinnopt solve NAME`, parameters by --param NAME=VALUE):")
     for name in sorted(PROBLEMS):
         p = get_problem(name)
-        terms = ", ".join(f"{t.name}({t.n})" for t in p.terms)
-        table.add_row(name, ",".join(p.input_names), terms, p.description)
-    console.print(table)
+        marks = [f"{','.join(p.input_names)} -> {','.join(p.components)}"]
+        marks += [f"{k}={v:g}" for k, v in p.params.items()]
+        marks += [f"periodic {p.input_names[i]}" for i in p.periodic]
+        marks += [f"identifies {k}" for k in p.unknowns]
+        marks += ["exact constraint"] if p.constraint is not None else []
+        console.print(f"  {name:18s} {p.description}  [{'; '.join(marks)}]", markup=False)
     table = Table(title="optimizers")
     table.add_column("name")
     table.add_column("default lr")

@@ -33,7 +33,10 @@ ALL = [
     "burgers1d", "heat1d", "helmholtz2d", "poisson1d", "poisson2d", "poisson3d", "poisson5d",
     "wave1d",
 ]  # fmt: skip
-OTHERS = ["burgers1d_inverse", "poisson_lshape"]
+OTHERS = [
+    "allen_cahn1d", "burgers1d_inverse", "convection1d", "navier_stokes2d", "poisson_lshape",
+    "reaction1d",
+]  # fmt: skip
 WITH_EXACT = [name for name in ALL if name != "burgers1d"]
 NU = 0.01 / math.pi
 
@@ -113,9 +116,8 @@ def test_parameters_are_recorded():
 
 
 def test_get_problem_unknown_name():
-    with pytest.raises(
-        ValueError, match=r"unknown problem 'poisson4d'; allowed: burgers1d, "
-    ):
+    allowed = "allowed: allen_cahn1d, burgers1d, "
+    with pytest.raises(ValueError, match=rf"unknown problem 'poisson4d'; {allowed}"):
         get_problem("poisson4d")
 
 

@@ -575,3 +575,21 @@ class Difference(_Boolean):
 
     def _sides(self, c):
         return c["ba"] & ~c["ib"] & ~c["same"], c["bb"] & c["ina"] & ~c["ba"]
+
+
+def with_normals(shape: Geometry, sampler: Sampler | None = None) -> Sampler:
+    """Boundary points with their outward normals: rows [x, n(x)], shape (n, 2d).
+
+    For a Neumann or Robin term, ``Term(..., data_columns=d)``: the network sees x, the
+    residual reads n as ``x[:, d:]``. The normals are computed once, when the points
+    are drawn, not inside the residual (which runs under vmap for the Jacobian).
+    ``sampler`` defaults to the whole boundary of ``shape``; pass a part of it (say,
+    one circle of a difference) to use that part with ``shape``'s normals.
+    """
+    draw = shape.boundary() if sampler is None else sampler
+
+    def sample(n: int, g: torch.Generator) -> Tensor:
+        x = draw(n, g)
+        return torch.cat([x, shape.normal(x)], dim=1)
+
+    return sample

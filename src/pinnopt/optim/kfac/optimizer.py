@@ -3,6 +3,11 @@
 Damping and step acceptance follow :mod:`pinnopt.optim.least_squares` (rule
 ``"marquardt"``), the step-size scan is its :func:`scan_step_sizes`, and parameters
 outside linear layers get Jacobian products from its :class:`MatrixFreeJacobian`.
+With the ``auto`` update, such parameters that are few (at most
+:data:`DENSE_BLOCK_LIMIT` entries in all: the unknown physical parameters of an
+inverse problem, say ν) get one dense Gauss–Newton block: their direction is
+−(J_oᵀJ_o + λI)⁻¹ J_oᵀr, J_o their columns of the Jacobian, formed by one Jacobian
+product per entry. More of them keep their plain gradient direction.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from pinnopt.optim.least_squares import (
 from pinnopt.optim.registry import build_optimizer, get_optimizer_spec, register_optimizer
 
 UPDATES = ("auto", "line_search")
+DENSE_BLOCK_LIMIT = 64  # parameters outside linear layers preconditioned by one dense block
 
 
 @register_optimizer(
@@ -194,10 +200,11 @@ class KFAC(Optimizer):
         if not torch.isfinite(loss):
             pre.clear()
             return loss.detach()
-        others = None
+        others = block = None
         with torch.enable_grad():
             if pre.other_params and self.base is None and group["update"] == "auto":
                 others = MatrixFreeJacobian(r, pre.other_params)
+                block = _dense_block(others)
             grads = pre.residual_gradients(r, getattr(closure, "pass_sizes", None))
         step = state["step"]
         if step % group["factor_period"] == 0:
@@ -210,7 +217,7 @@ class KFAC(Optimizer):
                 p.grad = d.clone()
             self.base.step()
         elif group["update"] == "auto":
-            self._auto(closure, grads, float(loss), others, group, state)
+            self._auto(closure, grads, float(loss), others, block, group, state)
         else:
             self._line_search(closure, grads, float(loss), group, state)
         pre.clear()
@@ -221,8 +228,11 @@ class KFAC(Optimizer):
         r = closure().reshape(-1)
         return float(0.5 * r.dot(r))
 
-    def _auto(self, closure, grads, loss, others, group, state) -> None:
-        """δ = αΔ + μδ_prev minimizing the damped quadratic model (Martens & Grosse §6.5, §7)."""
+    def _auto(self, closure, grads, loss, others, block, group, state) -> None:
+        """δ = αΔ + μδ_prev minimizing the damped quadratic model (Martens & Grosse §6.5, §7).
+
+        ``block``: J_oᵀJ_o of the parameters outside linear layers, or None.
+        """
         pre, params = self.preconditioner, self._params
         prev = [self.state[p].get("update") for p in params]
         has_prev = all(t is not None for t in prev)
@@ -235,6 +245,8 @@ class KFAC(Optimizer):
             if attempt > 0:
                 pre.update_inverses(lam)
             delta = [-d for d in pre.precondition(grads)]
+            if block is not None:
+                delta = _with_dense_block(delta, grads, block, lam, len(pre.other_params))
             vectors = [delta] + ([prev] if has_prev else [])
             jv = [self._jvp(v, others) for v in vectors]
             k = len(vectors)
@@ -306,6 +318,31 @@ class KFAC(Optimizer):
                     self.state[p]["direction"] = t
                 else:
                     self.state[p].pop("direction", None)
+
+
+def _dense_block(others: MatrixFreeJacobian) -> Tensor | None:
+    """J_oᵀJ_o for the parameters of ``others`` if they have at most DENSE_BLOCK_LIMIT
+    entries (J_o column by column, one Jacobian product each), else None."""
+    n = sum(p.numel() for p in others.params)
+    if n > DENSE_BLOCK_LIMIT:
+        return None
+    eye = torch.eye(n, dtype=others.r.dtype, device=others.r.device)
+    jo = torch.stack([others.j(eye[i]) for i in range(n)], dim=1)
+    return jo.t() @ jo
+
+
+def _with_dense_block(
+    delta: list[Tensor], grads: Sequence[Tensor], block: Tensor, lam: float, count: int
+) -> list[Tensor]:
+    """``delta`` with its last ``count`` tensors replaced by −(block + λI)⁻¹ g_o."""
+    g = torch.cat([t.reshape(-1) for t in grads[-count:]])
+    eye = torch.eye(len(g), dtype=block.dtype, device=block.device)
+    d = -torch.linalg.solve(block + lam * eye, g)
+    out, offset = list(delta[:-count]), 0
+    for t in grads[-count:]:
+        out.append(d[offset : offset + t.numel()].view_as(t))
+        offset += t.numel()
+    return out
 
 
 def _dot(a: Sequence[Tensor], b: Sequence[Tensor]) -> Tensor:
