@@ -259,17 +259,6 @@ def bench(
     ] = None,
     seeds: Annotated[int, typer.Option(help="Seeds 0..K-1 per problem and optimizer.")] = 1,
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("runs/bench"),
-    param: Annotated[
-        list[str] | None,
-        typer.Option(help="Problem parameter NAME=VALUE (see `pinnopt list`); repeatable."),
-    ] = None,
-    constraints: Annotated[
-        str | None,
-        typer.Option(help="soft (penalty terms) or exact (u = g + d*N, where declared) [soft]."),
-    ] = None,
-    data: Annotated[
-        Path | None, typer.Option(help="Observations (CSV or NPZ) to fit, as terms 'data*'.")
-    ] = None,
     model: Annotated[str | None, typer.Option(help="mlp or chebykan.")] = None,
     width: Annotated[int | None, typer.Option(help="Hidden units per layer.")] = None,
     depth: Annotated[int | None, typer.Option(help="Hidden layers.")] = None,

@@ -93,3 +93,61 @@ def test_jets_of_a_constrained_network_are_exact():
     fast, ref = jet(model, x, 2), jet_autograd(model, x, 2)
     for a, b in zip(fast.parts[:3], ref.parts[:3]):
         assert torch.allclose(a, b, rtol=0, atol=1e-11)
+
+
+@pytest.mark.parametrize(
+    ("faces", "message"),
+    [
+        ([(2, "lower")], r"face \(2, 'lower'\) does not exist; dims are 0..1"),
+        ([(0, "left")], r"face \(0, 'left'\) does not exist; sides are 'lower', 'upper'"),
+        ([0], r"a face is \(dim, 'lower' or 'upper'\)"),
+        ([], "at least one face"),
+    ],
+)
+def test_a_constraint_on_a_face_that_does_not_exist_is_refused(faces, message):
+    from pinnopt.problems import box_distance
+
+    with pytest.raises(ValueError, match=message):
+        box_distance([0.0, 0.0], [1.0, 1.0], faces)
+
+
+def test_problem_checks_its_periodic_inputs_and_constraint():
+    from pinnopt.problems import Box, Constraint, Problem, Term
+
+    box = Box([0.0, 0.0], [1.0, 1.0])
+    term = Term("pde", box.interior, lambda u, x: u.u, order=0)
+    with pytest.raises(ValueError, match=r"periodic input 2 does not exist; inputs are 0..1"):
+        Problem("p", box, [term], lambda x: x[:, 0], periodic={2: 1.0})
+    with pytest.raises(ValueError, match="period of input 0 must be > 0"):
+        Problem("p", box, [term], lambda x: x[:, 0], periodic={0: 0.0})
+    zero = Constraint(lambda x: 0 * x[:, 0], lambda x: x[:, 0], replaces=("bc",))
+    with pytest.raises(ValueError, match=r"replaces term\(s\) \['bc'\], which the problem"):
+        Problem("p", box, [term], lambda x: x[:, 0], constraint=zero)
+    with pytest.raises(ValueError, match="declares no exact constraint"):
+        Problem("p", box, [term], lambda x: x[:, 0]).with_exact_constraint()
+    with pytest.raises(ValueError, match="g and d must be functions"):
+        Constraint(1.0, lambda x: x[:, 0])
+
+
+@pytest.mark.parametrize("name", ["poisson1d", "convection1d"])
+@pytest.mark.parametrize("optimizer", ["kfac", "lbfgs", "adam"])
+def test_every_optimizer_runs_on_constrained_and_periodic_models(tmp_path, name, optimizer):
+    constraints = "exact" if name == "poisson1d" else "soft"
+    cfg = make_config({
+        "problem": {"name": name, "constraints": constraints,
+                    "points": {"pde": 40} | ({"ic": 20} if name == "convection1d" else {})},
+        "model": {"width": 8, "depth": 1},
+        "optim": {"optimizer": optimizer},
+        "training": {"steps": 10},
+        "output": {"out": str(tmp_path / "run"), "quiet": True},
+    })  # fmt: skip
+    metrics = solve(cfg)
+    first = json_first_loss(tmp_path / "run")
+    assert metrics["final_loss"] < first
+
+
+def json_first_loss(run) -> float:
+    import csv
+
+    with (run / "history.csv").open() as f:
+        return float(next(csv.DictReader(f))["loss"])

@@ -233,3 +233,27 @@ def test_burgers_inverse_problem_reports_nu():
     assert problem.unknowns["nu"].truth == pytest.approx(0.01 / PI)
     with pytest.raises(ValueError, match="observations must be an integer"):
         get_problem("burgers1d_inverse", observations=10.5)
+
+
+def test_multistage_keeps_the_unknown_of_the_first_network(tmp_path):
+    from pinnopt.config import make_config
+    from pinnopt.solve import solve
+
+    cfg = make_config({
+        "problem": {"name": "burgers1d_inverse", "params": {"observations": 40},
+                    "points": {"pde": 40}},
+        "model": {"width": 6, "depth": 1},
+        "optim": {"optimizer": "gn"},
+        "training": {"steps": 3, "networks": 2},
+        "output": {"out": str(tmp_path / "run"), "quiet": True},
+    })  # fmt: skip
+    metrics = solve(cfg)
+    assert [s["network"] for s in metrics["stages"]] == [1, 2]
+    import csv
+
+    with (tmp_path / "run" / "history.csv").open() as f:
+        rows = [r for r in csv.DictReader(f) if r["param_nu"]]
+    first = [float(r["param_nu"]) for r in rows if r["network"] == "1"]
+    second = {float(r["param_nu"]) for r in rows if r["network"] == "2"}
+    assert first[0] == 0.0 and first[-1] != 0.0  # trained by network 1
+    assert second == {first[-1]} == {metrics["param_nu"]}  # then held by it

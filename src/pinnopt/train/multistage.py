@@ -294,8 +294,11 @@ def dominant_frequency(
 
 
 def term_rms(problem: Problem, model: nn.Module, term: str, n: int = 4096, seed: int = 0) -> float:
-    """RMS of a term's residual at ``n`` fresh points from the term's own sampler."""
+    """RMS of a term's residual at ``n`` fresh points from the term's own sampler (at its
+    own points if it has fewer: observations, whose sampler draws from a fixed set)."""
     t = problem.term(term)
+    if t.data_columns:
+        n = min(n, t.n)
     x = t.sampler(n, torch.Generator().manual_seed(seed))
     r = _residual(t, model, x)
     return float(r.square().mean().sqrt())
