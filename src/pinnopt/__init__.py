@@ -32,12 +32,21 @@ from pinnopt.problems import (
     register_problem,
     with_normals,
 )
-from pinnopt.train import Trainer, TrainerSettings, TrainResult, parse_chain
+from pinnopt.train import (
+    AdaptiveSampler,
+    SamplingSettings,
+    Trainer,
+    TrainerSettings,
+    TrainResult,
+    parse_chain,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "MLP",
+    "AdaptiveSampler",
+    "SamplingSettings",
     "OPTIMIZERS",
     "PROBLEMS",
     "Annulus",

@@ -76,6 +76,10 @@ def solve(
     data: Annotated[
         Path | None, typer.Option(help="Observations (CSV or NPZ) to fit, as terms 'data*'.")
     ] = None,
+    sampling: Annotated[
+        str | None,
+        typer.Option(help="Collocation: fixed, resample, rad, rar_d or r3 ([sampling]) [fixed]."),
+    ] = None,
     model: Annotated[str | None, typer.Option(help="mlp or chebykan.")] = None,
     width: Annotated[int | None, typer.Option(help="Hidden units per layer.")] = None,
     depth: Annotated[int | None, typer.Option(help="Hidden layers.")] = None,
@@ -133,7 +137,7 @@ def solve(
     put("output", "quiet", True if quiet else None)
     if resume is not None:
         given = [problem, optimizer, model, width, depth, lr, seed, dtype, config, out, networks]
-        given += [param, constraints, data]
+        given += [param, constraints, data, sampling]
         if any(v is not None for v in given) or overwrite:
             raise ConfigError(
                 "--resume: only --steps, --time-limit, --threads and --quiet may be changed"
@@ -144,6 +148,7 @@ def solve(
         put("problem", "params", problem_params(param) if param else None)
         put("problem", "constraints", constraints)
         put("problem", "data", str(data) if data is not None else None)
+        put("sampling", "method", sampling)
         put("optim", "optimizer", optimizer)
         put("optim", "lr", lr)
         put("model", "kind", model)

@@ -8,6 +8,8 @@
     [training]  steps, time_limit, seed, dtype, device, threads, amp, patience, min_delta,
                 eval_every, log_every, checkpoint_every, networks (networks of multi-stage
                 training, each with the full step and time budget)
+    [sampling]  method (fixed, resample, rad, rar_d, r3), period, terms, pool, k, c, add,
+                max_points: adaptive collocation
     [output]    out, quiet
 
 Every field has a default, so an empty file is a valid config (``poisson2d``).
@@ -33,6 +35,7 @@ from pydantic import (
 from pinnopt.models import ACTIVATIONS, INITIALIZERS, MODELS
 from pinnopt.problems import PROBLEMS
 from pinnopt.train.chain import ChainOptionError, Stage, parse_chain
+from pinnopt.train.sampling import METHODS as SAMPLING_METHODS
 from pinnopt.train.schedulers import SCHEDULERS
 
 
@@ -153,6 +156,26 @@ class TrainingConfig(Section):
         return v
 
 
+class SamplingConfig(Section):
+    """``[sampling]``: adaptive collocation (:mod:`pinnopt.train.sampling`)."""
+
+    method: str = "fixed"
+    period: int = Field(100, ge=1)
+    terms: list[str] = Field(default_factory=list)
+    pool: int = Field(10, ge=1)
+    k: float | None = Field(None, ge=0)
+    c: float | None = Field(None, ge=0)
+    add: float = Field(0.1, gt=0)
+    max_points: int = Field(0, ge=0)
+
+    @field_validator("method")
+    @classmethod
+    def _method(cls, v: str) -> str:
+        if v not in SAMPLING_METHODS:
+            raise ValueError(f"unknown method {v!r}; allowed: {', '.join(SAMPLING_METHODS)}")
+        return v
+
+
 class OutputConfig(Section):
     out: str = ""  # empty: a new runs/<problem>-N (pinnopt.solve.output_config)
     quiet: bool = False
@@ -163,6 +186,7 @@ class Config(Section):
     model: ModelConfig = Field(default_factory=ModelConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
 
     def out_dir(self) -> Path:

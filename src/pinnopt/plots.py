@@ -117,3 +117,23 @@ def plot_solution(model: nn.Module, problem: Problem, path: str | Path, n: int =
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_points(points: dict[str, torch.Tensor], problem: Problem, path: str | Path) -> None:
+    """Where the collocation points are: one panel per term, over its first two inputs
+    (a histogram over x in 1-D); observed values and normals carried as extra columns
+    are left out."""
+    fig, axes = plt.subplots(1, len(points), figsize=(4.5 * len(points), 4), squeeze=False)
+    for ax, (name, x) in zip(axes[0], points.items()):
+        x = x[:, : problem.dim].detach().double().cpu()
+        if problem.dim == 1:
+            ax.hist(x[:, 0].numpy(), bins=100)
+            ax.set_xlabel(problem.input_names[0])
+        else:
+            ax.scatter(x[:, 0].numpy(), x[:, 1].numpy(), s=1, alpha=0.5)
+            ax.set_xlabel(problem.input_names[0])
+            ax.set_ylabel(problem.input_names[1])
+        ax.set_title(f"{name}: {x.shape[0]} points")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

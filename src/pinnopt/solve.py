@@ -26,12 +26,14 @@ from pinnopt.config import Config, ConfigError, dump_config, load_config
 from pinnopt.evaluation import Evaluator
 from pinnopt.models import build_model
 from pinnopt.objective import Objective
+from pinnopt.plots import plot_points
 from pinnopt.problem_network import network_for
 from pinnopt.problems import Problem, get_problem
 from pinnopt.problems.observations import with_observations
 from pinnopt.train.checkpoint import CheckpointError, load_checkpoint
 from pinnopt.train.multistage import MultiStageResult, NetworkSum, fit_stages, fourier_mlp
 from pinnopt.train.run_directory import check_fresh, clear_run, next_run_dir, write_run_files
+from pinnopt.train.sampling import AdaptiveSampler, SamplingSettings
 from pinnopt.train.trainer import CHECKPOINT_NAME, Trainer, TrainerSettings
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
@@ -83,9 +85,14 @@ def build_trainer(config: Config, out_dir: Path | None = None) -> Trainer:
     )
     stages = o.chain  # parsed once, when the config was validated
     metadata = {"model": config.model.kind, "seed": t.seed}
+    callbacks = []
+    if config.sampling.method != "fixed":
+        sampling = SamplingSettings(**config.sampling.model_dump(), seed=t.seed)
+        callbacks.append(_field("sampling", AdaptiveSampler, objective, sampling))
     trainer = _field(
-        "optim", Trainer, objective, stages, settings, Evaluator(problem), out_dir, None, metadata
-    )
+        "optim", Trainer, objective, stages, settings, Evaluator(problem), out_dir, callbacks,
+        metadata,
+    )  # fmt: skip
     # fail now, not after training, on bad optimizer values or scheduler options
     for index, stage in enumerate(stages):
         optimizer = _field(f"optim.options.{stage.name}", trainer.build_optimizer, index)
@@ -195,6 +202,8 @@ def solve(config: Config, resume: bool = False, overwrite: bool = False) -> dict
         write_run_files(out, metrics, run.history, run.trainer.model, problem)
     else:
         metrics = trainer.metrics(trainer.fit())  # fit() wrote the run directory
+    if config.sampling.method != "fixed":
+        plot_points(trainer.objective.points, trainer.objective.problem, out / "points.png")
     return metrics
 
 

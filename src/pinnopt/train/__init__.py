@@ -1,4 +1,4 @@
-"""Training: the loop, schedules, checkpoints and multi-stage training."""
+"""Training: the loop, schedules, checkpoints, adaptive collocation and multi-stage training."""
 
 from pinnopt.train.chain import Stage, chain_text, parse_chain
 from pinnopt.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -11,11 +11,14 @@ from pinnopt.train.multistage import (
     fit_stages,
     fourier_mlp,
 )
+from pinnopt.train.sampling import AdaptiveSampler, SamplingSettings
 from pinnopt.train.schedulers import SCHEDULERS, build_scheduler
 from pinnopt.train.trainer import Trainer, TrainerSettings, TrainResult, TrainState
 
 __all__ = [
     "SCHEDULERS",
+    "AdaptiveSampler",
+    "SamplingSettings",
     "CheckpointError",
     "Stage",
     "chain_text",

@@ -123,3 +123,13 @@ def parse_chain(text: str, options: dict[str, dict[str, Any]] | None = None) -> 
             )
         stages.append(Stage(name, steps, dict(options.get(spec.name, {})), spec))
     return stages
+
+
+def stage_bounds(stages: list[Stage], total: int) -> list[tuple[int, int]]:
+    """[start, end) step range of each stage inside a budget of ``total`` steps."""
+    bounds, start = [], 0
+    for stage in stages:
+        end = total if stage.steps is None else min(start + stage.steps, total)
+        bounds.append((start, end))
+        start = end
+    return bounds

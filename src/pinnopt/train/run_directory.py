@@ -31,7 +31,7 @@ from pinnopt.problems.base import Problem
 
 # the files a solve writes; any of them in a folder means a run was (or is being) written
 RUN_FILES = ("config.toml", "checkpoint.pt", "metrics.json", "history.csv", "loss.png",
-             "solution.png")  # fmt: skip
+             "solution.png", "points.png")  # fmt: skip
 
 
 def holds_run(path: str | Path, files: tuple[str, ...] = RUN_FILES) -> bool:

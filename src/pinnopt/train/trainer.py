@@ -49,7 +49,7 @@ from torch import Tensor
 from pinnopt.evaluation import Evaluator
 from pinnopt.objective import Objective, ResidualClosure
 from pinnopt.optim.registry import build_optimizer
-from pinnopt.train.chain import Stage, chain_text
+from pinnopt.train.chain import Stage, chain_text, stage_bounds
 from pinnopt.train.checkpoint import CheckpointError, save_checkpoint
 from pinnopt.train.interrupts import StopRequest, signal_name
 from pinnopt.train.run_directory import write_run_files
@@ -102,6 +102,7 @@ class TrainState:
     loss: float
     elapsed: float
     trainer: Trainer
+    done: int = 1  # steps this call took (an L-BFGS call takes several)
 
 
 @dataclass
@@ -116,16 +117,6 @@ class TrainResult:
     history: list[dict[str, float | str]]
     signal: int | None = None  # the signal that interrupted the run (SIGINT, SIGTERM)
     errors: dict[str, float] = field(default_factory=dict)  # all the evaluator's, per component
-
-
-def stage_bounds(stages: list[Stage], total: int) -> list[tuple[int, int]]:
-    """[start, end) step range of each stage inside a budget of ``total`` steps."""
-    bounds, start = [], 0
-    for stage in stages:
-        end = total if stage.steps is None else min(start + stage.steps, total)
-        bounds.append((start, end))
-        start = end
-    return bounds
 
 
 class Trainer:
@@ -167,6 +158,7 @@ class Trainer:
         self.stage_index = 0
         self.elapsed = 0.0
         self.history: list[dict[str, float | str]] = []
+        self.log_values: dict[str, float] = {}  # the next history row takes these (sampling)
         self.best_loss = math.inf
         self.bad_steps = 0
         self.prev_loss = math.inf
@@ -410,6 +402,8 @@ class Trainer:
         }
         row.update({f"loss_{k}": float(v) for k, v in parts.items()})
         row.update(errors or {})
+        row.update(self.log_values)
+        self.log_values = {}
         self.history.append(row)
 
     def _early_stop(self, loss: float) -> bool:
@@ -514,7 +508,7 @@ class Trainer:
                         if self.step // s.checkpoint_every > last_ckpt:
                             last_ckpt = self.step // s.checkpoint_every
                             self._checkpoint_due = True  # written once the loss is seen finite
-                        state = TrainState(self.step, name, loss, self.elapsed, self)
+                        state = TrainState(self.step, name, loss, self.elapsed, self, max(done, 1))
                         if any([bool(cb(state)) for cb in self.callbacks]):
                             status = "stopped"
                             break
@@ -586,7 +580,8 @@ class Trainer:
             row = {"step": self.step, "time": round(self.elapsed, 4), "loss": loss}
             row["stage"] = self.stages[min(self.stage_index, len(self.stages) - 1)].optimizer
             row.update({f"loss_{k}": v for k, v in parts.items()})
-            self.history.append({**row, **errors})
+            self.history.append({**row, **errors, **self.log_values})
+            self.log_values = {}
         return TrainResult(
             status=status,
             steps=self.step,
