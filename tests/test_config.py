@@ -27,7 +27,10 @@ def test_defaults_are_a_valid_run():
         ({"optim": {"scheduler": "linear"}}, "optim.scheduler: unknown scheduler 'linear'"),
         ({"optim": {"lr": 0}}, "optim.lr: Input should be greater than 0"),
         ({"model": {"colour": 1}}, "model.colour: unknown key; allowed: kind, width, depth"),
-        ({"extra": {}}, "extra: unknown key; allowed: problem, model, optim, training, sampling"),
+        (
+            {"extra": {}},
+            "extra: unknown key; allowed: problem, model, optim, training, sampling, weighting",
+        ),
         ({"problem": {"points": {"pde": 0}}}, "problem.points: Value error|must be >= 1"),
     ],
 )

@@ -80,6 +80,9 @@ def solve(
         str | None,
         typer.Option(help="Collocation: fixed, resample, rad, rar_d or r3 ([sampling]) [fixed]."),
     ] = None,
+    weighting: Annotated[
+        str | None, typer.Option(help="Loss balancing: fixed or grad_norm ([weighting]) [fixed].")
+    ] = None,
     model: Annotated[str | None, typer.Option(help="mlp or chebykan.")] = None,
     width: Annotated[int | None, typer.Option(help="Hidden units per layer.")] = None,
     depth: Annotated[int | None, typer.Option(help="Hidden layers.")] = None,
@@ -137,7 +140,7 @@ def solve(
     put("output", "quiet", True if quiet else None)
     if resume is not None:
         given = [problem, optimizer, model, width, depth, lr, seed, dtype, config, out, networks]
-        given += [param, constraints, data, sampling]
+        given += [param, constraints, data, sampling, weighting]
         if any(v is not None for v in given) or overwrite:
             raise ConfigError(
                 "--resume: only --steps, --time-limit, --threads and --quiet may be changed"
@@ -149,6 +152,7 @@ def solve(
         put("problem", "constraints", constraints)
         put("problem", "data", str(data) if data is not None else None)
         put("sampling", "method", sampling)
+        put("weighting", "method", weighting)
         put("optim", "optimizer", optimizer)
         put("optim", "lr", lr)
         put("model", "kind", model)

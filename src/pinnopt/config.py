@@ -10,6 +10,7 @@
                 training, each with the full step and time budget)
     [sampling]  method (fixed, resample, rad, rar_d, r3), period, terms, pool, k, c, add,
                 max_points: adaptive collocation
+    [weighting] method (fixed, grad_norm), period, alpha: loss balancing
     [output]    out, quiet
 
 Every field has a default, so an empty file is a valid config (``poisson2d``).
@@ -37,6 +38,7 @@ from pinnopt.problems import PROBLEMS
 from pinnopt.train.chain import ChainOptionError, Stage, parse_chain
 from pinnopt.train.sampling import METHODS as SAMPLING_METHODS
 from pinnopt.train.schedulers import SCHEDULERS
+from pinnopt.train.weighting import METHODS as WEIGHTING_METHODS
 
 
 class ConfigError(ValueError):
@@ -176,6 +178,21 @@ class SamplingConfig(Section):
         return v
 
 
+class WeightingConfig(Section):
+    """``[weighting]``: loss balancing (:mod:`pinnopt.train.weighting`)."""
+
+    method: str = "fixed"
+    period: int = Field(100, ge=1)
+    alpha: float = Field(0.9, ge=0, lt=1)
+
+    @field_validator("method")
+    @classmethod
+    def _method(cls, v: str) -> str:
+        if v not in WEIGHTING_METHODS:
+            raise ValueError(f"unknown method {v!r}; allowed: {', '.join(WEIGHTING_METHODS)}")
+        return v
+
+
 class OutputConfig(Section):
     out: str = ""  # empty: a new runs/<problem>-N (pinnopt.solve.output_config)
     quiet: bool = False
@@ -187,6 +204,7 @@ class Config(Section):
     optim: OptimConfig = Field(default_factory=OptimConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    weighting: WeightingConfig = Field(default_factory=WeightingConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
 
     def out_dir(self) -> Path:

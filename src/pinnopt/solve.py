@@ -35,6 +35,7 @@ from pinnopt.train.multistage import MultiStageResult, NetworkSum, fit_stages, f
 from pinnopt.train.run_directory import check_fresh, clear_run, next_run_dir, write_run_files
 from pinnopt.train.sampling import AdaptiveSampler, SamplingSettings
 from pinnopt.train.trainer import CHECKPOINT_NAME, Trainer, TrainerSettings
+from pinnopt.train.weighting import LossBalancer, WeightingSettings
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
@@ -89,6 +90,9 @@ def build_trainer(config: Config, out_dir: Path | None = None) -> Trainer:
     if config.sampling.method != "fixed":
         sampling = SamplingSettings(**config.sampling.model_dump(), seed=t.seed)
         callbacks.append(_field("sampling", AdaptiveSampler, objective, sampling))
+    if config.weighting.method != "fixed":
+        weighting = WeightingSettings(**config.weighting.model_dump())
+        callbacks.append(LossBalancer(objective, weighting))
     trainer = _field(
         "optim", Trainer, objective, stages, settings, Evaluator(problem), out_dir, callbacks,
         metadata,

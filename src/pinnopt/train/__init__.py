@@ -14,11 +14,14 @@ from pinnopt.train.multistage import (
 from pinnopt.train.sampling import AdaptiveSampler, SamplingSettings
 from pinnopt.train.schedulers import SCHEDULERS, build_scheduler
 from pinnopt.train.trainer import Trainer, TrainerSettings, TrainResult, TrainState
+from pinnopt.train.weighting import LossBalancer, WeightingSettings
 
 __all__ = [
     "SCHEDULERS",
     "AdaptiveSampler",
+    "LossBalancer",
     "SamplingSettings",
+    "WeightingSettings",
     "CheckpointError",
     "Stage",
     "chain_text",

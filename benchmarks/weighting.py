@@ -1,0 +1,95 @@
+"""Loss balancing against fixed weights: each method with each optimizer on a few problems.
+
+    python benchmarks/weighting.py --jobs 2 --out docs/weighting_table.md
+
+Each problem with each ``[weighting] method`` (fixed, grad_norm; period 100 steps,
+α = 0.9) and each optimizer (``adam:2000,lbfgs`` and ``gn``), a tanh MLP of width 32
+and depth 2, float64, seed 0, default points, for 6000 steps or ``--time-limit``
+seconds, whichever comes first. ``--jobs N`` runs N at a time, one process and one
+torch thread each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import tempfile
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import torch
+
+from pinnopt.config import make_config
+from pinnopt.solve import solve
+
+METHODS = ["fixed", "grad_norm"]
+OPTIMIZERS = ["adam:2000,lbfgs", "gn"]
+
+
+def run_one(problem, method, optimizer, steps, time_limit, period) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = make_config(
+            {
+                "problem": {"name": problem},
+                "optim": {"optimizer": optimizer},
+                "training": {"steps": steps, "time_limit": time_limit, "threads": 1,
+                             "eval_every": 500},
+                "weighting": {"method": method, "period": period},
+                "output": {"out": str(Path(tmp) / "run"), "quiet": True},
+            }
+        )  # fmt: skip
+        m = solve(cfg)
+    m["weighting"] = method
+    print(f"{problem:12s} {method:9s} {optimizer:16s} rel_l2 {m['rel_l2']:.3e}  "
+          f"loss {m['final_loss']:.3e}  steps {m['steps']}  {m['wall_time_s']:.1f} s  "
+          f"{m['status']}", flush=True)  # fmt: skip
+    return m
+
+
+def table(rows, command) -> str:
+    lines = [
+        f"Produced by `{command}` on {platform.machine()}, one torch thread per run, "
+        f"torch {torch.__version__}, float64.",
+        "",
+        "| problem | weighting | optimizer | rel_l2 | max abs error | final loss | steps "
+        "| wall time (s) | status |",
+        "|---|---|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for m in rows:
+        lines.append(
+            f"| {m['problem']} | {m['weighting']} | {m['optimizer']} | {m['rel_l2']:.2e} | "
+            f"{m['max_abs_error']:.2e} | {m['final_loss']:.2e} | {m['steps']} | "
+            f"{m['wall_time_s']:.0f} | {m['status']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--problems", nargs="*", default=["helmholtz2d", "wave1d"])
+    parser.add_argument("--methods", nargs="*", default=METHODS)
+    parser.add_argument("--optimizers", nargs="*", default=OPTIMIZERS)
+    parser.add_argument("--steps", type=int, default=6000)
+    parser.add_argument("--time-limit", type=float, default=120.0)
+    parser.add_argument("--period", type=int, default=100)
+    parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--out", type=Path, help="write the markdown table here")
+    args = parser.parse_args(argv)
+    command = "python benchmarks/weighting.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    cells = [(p, m, o, args.steps, args.time_limit, args.period)
+             for p in args.problems for o in args.optimizers for m in args.methods]  # fmt: skip
+    if args.jobs > 1:
+        with ProcessPoolExecutor(args.jobs) as pool:
+            rows = [f.result() for f in [pool.submit(run_one, *c) for c in cells]]
+    else:
+        rows = [run_one(*c) for c in cells]
+    text = table(rows, command.strip())
+    print(text)
+    if args.out:
+        args.out.write_text(text)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
