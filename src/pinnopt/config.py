@@ -173,9 +173,7 @@ class SamplingConfig(Section):
     @field_validator("method")
     @classmethod
     def _method(cls, v: str) -> str:
-        if v not in SAMPLING_METHODS:
-            raise ValueError(f"unknown method {v!r}; allowed: {', '.join(SAMPLING_METHODS)}")
-        return v
+        return _one_of(v, SAMPLING_METHODS, "method")
 
 
 class WeightingConfig(Section):
@@ -188,9 +186,7 @@ class WeightingConfig(Section):
     @field_validator("method")
     @classmethod
     def _method(cls, v: str) -> str:
-        if v not in WEIGHTING_METHODS:
-            raise ValueError(f"unknown method {v!r}; allowed: {', '.join(WEIGHTING_METHODS)}")
-        return v
+        return _one_of(v, WEIGHTING_METHODS, "method")
 
 
 class OutputConfig(Section):
