@@ -39,7 +39,7 @@ def network_for(problem: Problem, build: NetworkBuilder, correction: bool = Fals
         periodic = PeriodicInputs(problem.dim, problem.periodic)
         inner_lower, inner_upper = periodic.bounds(lower, upper)
         network = build(len(inner_lower), inner_lower, inner_upper)
-        model: nn.Module = nn.Sequential(periodic.to(_dtype(network)), network)
+        model: nn.Module = nn.Sequential(periodic, network)
     else:
         model = build(problem.dim, lower, upper)
     if problem.constrained:
@@ -53,8 +53,3 @@ def network_for(problem: Problem, build: NetworkBuilder, correction: bool = Fals
 
 def _zero(x: Tensor) -> Tensor:
     return torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
-
-
-def _dtype(network: nn.Module) -> torch.dtype:
-    p = next(network.parameters(), None)
-    return torch.float64 if p is None else p.dtype

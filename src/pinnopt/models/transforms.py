@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from pinnopt.derivatives import Jet, elementwise_jet, jet_torch_func, propagate_jet, supports_jet
+from pinnopt.derivatives import Jet, elementwise_jet, jet_of_input
 
 __all__ = ["OutputTransform", "PeriodicInputs"]
 
@@ -210,10 +210,7 @@ class OutputTransform(nn.Module):
         else:
             order, trace = 2, z.lap is not None
 
-        if supports_jet(self.network):
-            net = propagate_jet(self.network, z)
-        else:
-            net = jet_torch_func(self.network, x, order, trace)
+        net = jet_of_input(self.network, z)
         nv = self._network_value(net.value)
         gj = self._field_jet("g", self.g, x, order)
         dj = self._field_jet("d", self.d, x, order)
