@@ -393,3 +393,56 @@ def test_set_points_and_set_weights_change_the_objective_and_notify_once():
     unsubscribe()
     objective.set_weights({"bc": 1.0})
     assert seen == ["points", "weights"]
+
+
+def test_point_weights_scale_rows_of_the_residual_vector_and_the_jacobian():
+    problem, model, points = _setup()
+    objective = Objective(problem, model, points, weights={"bc": 3.0})
+    r0, J0 = objective.jacobian()
+    m = torch.linspace(0.0, 2.0, points["bc"].shape[0], dtype=DTYPE)
+    seen = []
+    objective.subscribe(seen.append)
+    objective.set_point_weights({"bc": m})
+    assert seen == ["weights"]
+    rows = torch.cat(
+        [m if k == "bc" else torch.ones(len(x), dtype=DTYPE) for k, x in points.items()]
+    )
+    r, J = objective.jacobian()
+    torch.testing.assert_close(r, rows * r0, atol=0, rtol=1e-14)
+    torch.testing.assert_close(J, rows[:, None] * J0, atol=0, rtol=1e-14)
+    torch.testing.assert_close(objective.residual_vector().detach(), r, atol=1e-15, rtol=1e-12)
+    bc = objective.residuals()["bc"].detach()
+    expected = 0.5 * 3.0 * (m * bc).square().mean()
+    torch.testing.assert_close(
+        objective.loss_terms()[1]["bc"].detach(), expected, rtol=1e-12, atol=0
+    )
+    objective.set_point_weights({"bc": None})
+    torch.testing.assert_close(objective.residual_vector().detach(), r0, atol=1e-15, rtol=1e-12)
+
+
+def test_new_points_drop_the_point_weights_of_their_term_only():
+    problem, model, points = _setup()
+    objective = Objective(problem, model, points)
+    objective.set_point_weights(
+        {"pde": torch.ones(len(points["pde"])), "bc": 2 * torch.ones(len(points["bc"]))}
+    )
+    assert objective.point_weights["pde"].dtype == DTYPE
+    objective.set_points({"pde": points["pde"][:4]})
+    assert set(objective.point_weights) == {"bc"}
+
+
+@pytest.mark.parametrize(
+    ("weights", "match"),
+    [
+        ({"bc": torch.ones(3)}, r"point weights of term 'bc' must have shape \(13,\), got \(3,\)"),
+        ({"bc": -torch.ones(13)}, r"point weights of term 'bc' must be finite and >= 0"),
+        ({"bc": torch.full((13,), math.nan)}, r"point weights of term 'bc' must be finite"),
+        ({"nope": torch.ones(13)}, r"unknown term\(s\) \['nope'\] in point weights"),
+    ],
+)
+def test_bad_point_weights_are_named_and_change_nothing(weights, match):
+    problem, model, points = _setup()
+    objective = Objective(problem, model, points)
+    with pytest.raises(ValueError, match=match):
+        objective.set_point_weights(weights)
+    assert objective.point_weights == {}

@@ -4,7 +4,14 @@ For residual terms k with weights w_k evaluated at N_k points,
 
     r(θ) = [ sqrt(w_k / N_k) · r_k(x_i; θ) ]_k,i        loss(θ) = ½ ‖r(θ)‖²,
 
-so that loss = Σ_k ½ w_k · mean_i r_k(x_i; θ)². This module is the single place
+so that loss = Σ_k ½ w_k · mean_i r_k(x_i; θ)². A term may also carry per-point
+multipliers m_k,i ≥ 0 (:meth:`Objective.set_point_weights`: self-adaptive and
+residual-based-attention weights, causal weights), which scale its rows once more,
+
+    r(θ) = [ sqrt(w_k / N_k) · m_k,i · r_k(x_i; θ) ]_k,i,
+
+so every optimizer, curvature ones included, sees them as rescaled residual rows.
+This module is the single place
 where residuals become a loss: first-order optimizers see :meth:`Objective.loss`,
 curvature optimizers see :meth:`Objective.residual_vector` and its Jacobian
 (:meth:`Objective.jacobian`, or both through a :class:`ResidualClosure`); a residual
@@ -13,8 +20,10 @@ and a term's residual at other points (a grid, fresh samples) is
 :meth:`Objective.residuals_at` (:func:`term_residuals` for a bare model).
 
 Things that change during training change here, through one path: loss
-weighting calls :meth:`Objective.set_weights` (w_k), adaptive sampling calls
-:meth:`Objective.set_points`; each notifies the callbacks registered with
+weighting calls :meth:`Objective.set_weights` (w_k) or
+:meth:`Objective.set_point_weights` (m_k,i), adaptive sampling calls
+:meth:`Objective.set_points` (which drops the point weights of the terms whose points
+it replaces: they belonged to the old points); each notifies the callbacks registered with
 :meth:`Objective.subscribe` with what changed (``"weights"`` or ``"points"``),
 and the trainer hands that on to its optimizer's ``objective_changed(what)``
 when it has one. What each optimizer keeps is decided on purpose: L-BFGS drops
@@ -93,6 +102,7 @@ class Objective:
         self.points = points
         self.weights = self._checked_weights(weights or {}, defaults=True)
         self.counts = self._checked_counts(counts or {})
+        self.point_weights: dict[str, Tensor] = {}
         self._listeners: list[Callable[[str], None]] = []
 
     # ------------------------------------------------------------------ changes
@@ -144,12 +154,14 @@ class Objective:
         global counts of those in ``counts``; then notify the subscribers of ``"points"``.
 
         ``points`` must already be in the model's dtype and device. ``self.points``
-        becomes a new dict, so an objective that shared the old one keeps it.
+        becomes a new dict, so an objective that shared the old one keeps it. The point
+        weights of the terms in ``points`` are dropped (they belonged to the old points).
         """
         self._unknown(points, "points")
         counts = self._checked_counts(counts or {})
         self.points = {**self.points, **points}
         self.counts = {**self.counts, **counts}
+        self.point_weights = {k: m for k, m in self.point_weights.items() if k not in points}
         self._changed("points")
 
     def set_weights(self, weights: dict[str, float]) -> None:
@@ -157,6 +169,33 @@ class Objective:
         subscribers of ``"weights"``. ValueError for an unknown term or a weight that is
         not finite and >= 0 (and then nothing changes)."""
         self.weights = self._checked_weights(weights, defaults=False)
+        self._changed("weights")
+
+    def set_point_weights(self, weights: dict[str, Tensor | None]) -> None:
+        """Set the per-point multipliers m_k,i of the terms in ``weights`` (None: remove
+        them, i.e. all ones); then notify the subscribers of ``"weights"``.
+
+        Each tensor has one entry per point of its term, finite and >= 0; it is stored
+        detached, in the points' dtype and device. ValueError naming the term otherwise
+        (and then nothing changes).
+        """
+        self._unknown(weights, "point weights")
+        new = dict(self.point_weights)
+        for name, m in weights.items():
+            if m is None:
+                new.pop(name, None)
+                continue
+            x = self.points[name]
+            m = torch.as_tensor(m).detach().to(device=x.device, dtype=x.dtype)
+            if m.shape != (x.shape[0],):
+                raise ValueError(
+                    f"point weights of term {name!r} must have shape ({x.shape[0]},), "
+                    f"got {tuple(m.shape)}"
+                )
+            if not bool(torch.isfinite(m).all()) or bool((m < 0).any()):
+                raise ValueError(f"point weights of term {name!r} must be finite and >= 0")
+            new[name] = m
+        self.point_weights = new
         self._changed("weights")
 
     # ------------------------------------------------------------------ residuals and loss
@@ -202,9 +241,16 @@ class Objective:
             out[term.name] = term.evaluate(self.model, x)
         return out
 
+    def row_scale(self, term: str, n: int) -> float | Tensor:
+        """sqrt(w_k / N_k) · m_k,i of the ``n`` rows of term ``term``: a number, or a
+        tensor of shape (n,) when the term has point weights."""
+        scale = self.scale(term, n)
+        m = self.point_weights.get(term)
+        return scale if m is None else m * scale
+
     def weighted(self, residuals: dict[str, Tensor]) -> dict[str, Tensor]:
-        """sqrt(w_k / N_k) · r_k for every term."""
-        return {k: r * self.scale(k, r.numel()) for k, r in residuals.items()}
+        """sqrt(w_k / N_k) · m_k,i · r_k for every term."""
+        return {k: r * self.row_scale(k, r.numel()) for k, r in residuals.items()}
 
     def residual_vector(self) -> Tensor:
         """r(θ): all weighted residuals concatenated, shape (Σ N_k,)."""
@@ -257,7 +303,7 @@ class Objective:
         r_parts, j_parts = [], []
         for term in self.problem.terms:
             x = self.points[term.name]
-            scale = self.scale(term.name, x.shape[0])
+            scale = self.row_scale(term.name, x.shape[0])
             module = _PointResidual(self.model, term)
 
             def one_point(p: dict[str, Tensor], xi: Tensor, module=module) -> Tensor:
@@ -265,8 +311,9 @@ class Objective:
                 return r, r
 
             grads, r = vmap(jacrev(one_point, has_aux=True), (None, 0), chunk_size=chunk)(values, x)
+            rows = torch.cat([grads[n].reshape(x.shape[0], -1) for n in names], 1)
             r_parts.append(r * scale)
-            j_parts.append(torch.cat([grads[n].reshape(x.shape[0], -1) for n in names], 1) * scale)
+            j_parts.append(rows * (scale.unsqueeze(1) if isinstance(scale, Tensor) else scale))
         return torch.cat(r_parts), torch.cat(j_parts)
 
     def _trainable(self) -> list[Tensor]:

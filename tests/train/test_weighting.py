@@ -7,7 +7,7 @@ from torch import nn
 from pinnopt.config import ConfigError, make_config
 from pinnopt.objective import Objective
 from pinnopt.problems import Box, Problem, Term
-from pinnopt.solve import solve
+from pinnopt.solve import resume_config, solve
 from pinnopt.train.weighting import (
     LossBalancer,
     WeightingSettings,
@@ -93,3 +93,24 @@ def test_a_run_logs_its_weights(tmp_path, optimizer):
     assert {"weight_pde", "weight_bc", "weight_ic"} <= set(header)
     rows = [dict(zip(header, line.split(","))) for line in lines[1:]]
     assert [r["step"] for r in rows if r["weight_pde"]] == ["4", "8"]
+
+
+@pytest.mark.parametrize("optimizer", ["adam:1000,lbfgs", "gn"])
+def test_a_resumed_balanced_run_continues_with_its_weights(tmp_path, optimizer):
+    """gn: the weights come back from the checkpoint; adam:1000,lbfgs: a stage cut short by
+    the step budget is continued, not skipped, by a resume with more steps."""
+
+    def config(where, steps):
+        return make_config({
+            "problem": {"name": "heat1d", "points": {"pde": 60, "bc": 20, "ic": 20}},
+            "model": {"width": 6, "depth": 1},
+            "optim": {"optimizer": optimizer},
+            "training": {"steps": steps, "log_every": 1, "checkpoint_every": 6},
+            "weighting": {"method": "grad_norm", "period": 4, "alpha": 0.0},
+            "output": {"out": str(where / "run"), "quiet": True},
+        })  # fmt: skip
+
+    whole = solve(config(tmp_path / "a", 10))
+    solve(config(tmp_path / "b", 6))  # weights set at step 4, next update at step 8
+    resumed = solve(resume_config(tmp_path / "b" / "run", {"training": {"steps": 10}}), resume=True)
+    assert resumed["final_loss"] == whole["final_loss"]

@@ -11,9 +11,10 @@ from pinnopt.train.multistage import (
     fit_stages,
     fourier_mlp,
 )
+from pinnopt.train.run_state import TrainerSettings, TrainResult, TrainState
 from pinnopt.train.sampling import AdaptiveSampler, SamplingSettings
 from pinnopt.train.schedulers import SCHEDULERS, build_scheduler
-from pinnopt.train.trainer import Trainer, TrainerSettings, TrainResult, TrainState
+from pinnopt.train.trainer import Trainer
 from pinnopt.train.weighting import LossBalancer, WeightingSettings
 
 __all__ = [

@@ -13,6 +13,11 @@ import torch
 FORMAT = "pinnopt-checkpoint-1"
 
 
+def callback_state(callback: Any) -> Any:
+    """What a trainer callback keeps across a resume: its ``state_dict()``, or None."""
+    return callback.state_dict() if hasattr(callback, "state_dict") else None
+
+
 class CheckpointError(ValueError):
     """A checkpoint is missing, unreadable or does not match the run."""
 

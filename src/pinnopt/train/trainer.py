@@ -32,7 +32,6 @@ import math
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,73 +49,13 @@ from pinnopt.evaluation import Evaluator
 from pinnopt.objective import Objective, ResidualClosure
 from pinnopt.optim.registry import build_optimizer
 from pinnopt.train.chain import Stage, chain_text, stage_bounds
-from pinnopt.train.checkpoint import CheckpointError, save_checkpoint
+from pinnopt.train.checkpoint import CheckpointError, callback_state, save_checkpoint
 from pinnopt.train.interrupts import StopRequest, signal_name
 from pinnopt.train.run_directory import write_run_files
+from pinnopt.train.run_state import TrainerSettings, TrainResult, TrainState
 from pinnopt.train.schedulers import build_scheduler, scheduler_step
 
 CHECKPOINT_NAME = "checkpoint.pt"
-
-
-@dataclass
-class TrainerSettings:
-    """How long and how to train; see the module docstring."""
-
-    steps: int = 5000
-    time_limit: float | None = None  # seconds of wall time for this call of fit()
-    lr: float | None = None  # first-order learning rate; None: each optimizer's default
-    scheduler: str = "none"
-    scheduler_options: dict[str, Any] = field(default_factory=dict)
-    clip_grad_norm: float | None = None
-    amp: bool = False
-    patience: int | None = None  # early stopping: steps without improvement
-    min_delta: float = 0.0  # early stopping: improvement that counts
-    eval_every: int = 100
-    log_every: int = 10
-    checkpoint_every: int = 1000
-    closure_iterations: int = 20
-    quiet: bool = False
-
-    def __post_init__(self) -> None:
-        if self.steps < 0:
-            raise ValueError(f"steps must be >= 0, got {self.steps}")
-        if self.time_limit is not None and self.time_limit <= 0:
-            raise ValueError(f"time_limit must be > 0 seconds, got {self.time_limit}")
-        if self.lr is not None and not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        if self.clip_grad_norm is not None and not self.clip_grad_norm > 0:
-            raise ValueError(f"clip_grad_norm must be > 0, got {self.clip_grad_norm}")
-        if self.patience is not None and self.patience < 1:
-            raise ValueError(f"patience must be >= 1, got {self.patience}")
-        for name in ("eval_every", "log_every", "checkpoint_every", "closure_iterations"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-
-
-@dataclass
-class TrainState:
-    """What callbacks see after every step."""
-
-    step: int
-    stage: str
-    loss: float
-    elapsed: float
-    trainer: Trainer
-    done: int = 1  # steps this call took (an L-BFGS call takes several)
-
-
-@dataclass
-class TrainResult:
-    status: str  # completed | converged | time_limit | early_stopping | stopped | interrupted | nan
-    steps: int
-    wall_time_s: float
-    final_loss: float
-    loss_terms: dict[str, float]
-    rel_l2: float
-    max_abs_error: float
-    history: list[dict[str, float | str]]
-    signal: int | None = None  # the signal that interrupted the run (SIGINT, SIGTERM)
-    errors: dict[str, float] = field(default_factory=dict)  # all the evaluator's, per component
 
 
 class Trainer:
@@ -349,6 +288,9 @@ class Trainer:
             "scheduler": self.scheduler.state_dict() if self.scheduler else pending["scheduler"],
             "scaler": self.scaler.state_dict(),
             "points": {k: v.detach().cpu() for k, v in self.objective.points.items()},
+            "weights": dict(self.objective.weights),
+            "point_weights": {k: v.cpu() for k, v in self.objective.point_weights.items()},
+            "callbacks": [callback_state(cb) for cb in self.callbacks],
             "stages": [(s.optimizer, s.steps) for s in self.stages],
             "step": self.step,
             "stage_index": self.stage_index,
@@ -371,6 +313,11 @@ class Trainer:
             raise CheckpointError(f"checkpoint does not match the model: {e}") from None
         points = {k: v.to(device=self.device, dtype=self.dtype) for k, v in state["points"].items()}
         self.objective.set_points(points)
+        self.objective.set_weights(state.get("weights", {}))
+        self.objective.set_point_weights(state.get("point_weights", {}))
+        for cb, cb_state in zip(self.callbacks, state.get("callbacks", [])):
+            if cb_state is not None:
+                cb.load_state_dict(cb_state)
         self.step = int(state["step"])
         self.stage_index = int(state["stage_index"])
         self.elapsed = float(state["elapsed"])
@@ -519,9 +466,11 @@ class Trainer:
                             break
                     if status != "completed" or not (stage_done or self.step >= end):
                         continue
-                    if not stage_done and self.stage_index == len(self.stages) - 1:
-                        # budget spent in the last stage: keep its state, so a resume
-                        # with a larger --steps continues it
+                    if not stage_done and (
+                        self.stage_index == len(self.stages) - 1 or self.step >= s.steps
+                    ):
+                        # budget spent (in the last stage or before its end): keep the
+                        # stage's state, so a resume with a larger --steps continues it
                         break
                     self.stage_index += 1
                     self.optimizer, self.scheduler = None, None
