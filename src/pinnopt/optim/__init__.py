@@ -12,6 +12,7 @@ from pinnopt.optim.hypergradient import HypergradientOptimizer
 from pinnopt.optim.kfac import KFAC, KFACPreconditioner
 from pinnopt.optim.laplacian_smoothed import LAdaGrad, LAdam, LRMSProp
 from pinnopt.optim.lbfgs import LBFGS
+from pinnopt.optim.quasi_newton import QuasiNewton  # noqa: F401  (registers bfgs, ssbfgs, …)
 from pinnopt.optim.registry import (
     OPTIMIZERS,
     OptimizerSpec,
