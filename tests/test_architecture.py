@@ -21,6 +21,7 @@ LAYERS = {
     "train": 4,
     "learned": 5,
     "blowup": 5,
+    "recipes": 5,
     "config": 6,
     "meta_train_config": 7,
     "solve": 7,

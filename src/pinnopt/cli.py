@@ -81,7 +81,8 @@ def solve(
         typer.Option(help="Collocation: fixed, resample, rad, rar_d or r3 ([sampling]) [fixed]."),
     ] = None,
     weighting: Annotated[
-        str | None, typer.Option(help="Loss balancing: fixed or grad_norm ([weighting]) [fixed].")
+        str | None,
+        typer.Option(help="Loss balancing: fixed, grad_norm, ntk, relobralo, sa or rba [fixed]."),
     ] = None,
     model: Annotated[str | None, typer.Option(help="mlp or chebykan.")] = None,
     width: Annotated[int | None, typer.Option(help="Hidden units per layer.")] = None,
@@ -114,6 +115,12 @@ def solve(
             "(each gets the full --steps and --time-limit); 1: one network."
         ),
     ] = None,
+    causal: Annotated[
+        str | None, typer.Option(help="Causal weights with epsilon EPS, or a list 0.01,0.1,1.")
+    ] = None,
+    windows: Annotated[
+        int | None, typer.Option(help="Time-marching windows, each with the full --steps [1].")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Train a PINN on PROBLEM and write a run directory.
@@ -121,8 +128,9 @@ def solve(
     Ctrl-C or SIGTERM stops at the next step and still writes the run directory
     (checkpoint, metrics, history, plots); exit code 130 (SIGINT) or 143 (SIGTERM).
     """
-    from pinnopt.solve import output_config, resume_config
+    from pinnopt.solve import check_causal, output_config, resume_config
     from pinnopt.solve import solve as run_solve
+    from pinnopt.train.causal import parse_epsilon
 
     if problem is None and config is None and resume is None:
         print(ctx.get_help())
@@ -141,6 +149,7 @@ def solve(
     if resume is not None:
         given = [problem, optimizer, model, width, depth, lr, seed, dtype, config, out, networks]
         given += [param, constraints, data, sampling, weighting]
+        given += [causal, windows]
         if any(v is not None for v in given) or overwrite:
             raise ConfigError(
                 "--resume: only --steps, --time-limit, --threads and --quiet may be changed"
@@ -161,8 +170,15 @@ def solve(
         put("training", "seed", seed)
         put("training", "dtype", dtype)
         put("training", "networks", networks)
+        try:
+            put("causal", "epsilon", None if causal is None else parse_epsilon(causal))
+        except ValueError as e:
+            raise ConfigError(f"--causal: {e}") from None
+        put("causal", "method", None if causal is None else "weights")
+        put("causal", "windows", windows)
         put("output", "out", str(out) if out is not None else None)
         cfg = load_config(config, overrides) if config is not None else make_config(overrides)
+        check_causal(cfg)  # needs the problem; before output_config may clear a run
         cfg = output_config(cfg, overwrite)
     console = Console(highlight=False, soft_wrap=True)  # soft wrap: no line break in a number
     console.print(start_line(cfg, resume is not None))
@@ -179,6 +195,9 @@ def solve(
             f"  network {s['network']}: rel_l2 = {s['rel_l2']:.3e} after {s['steps']} steps in "
             f"{s['wall_time_s']:.1f} s (epsilon = {s['epsilon']:.3e}, f_d = {f_d}, {s['status']})"
         )
+    for w in metrics.get("windows", []):
+        console.print(f"  window {w['window']} (t in [{w['t_start']:g}, {w['t_end']:g}]): rel_l2 = "
+                      f"{w['rel_l2']:.3e} after {w['steps']} steps ({w['status']})")  # fmt: skip
     console.print(
         f"run directory: {cfg.out_dir()}  (config.toml, checkpoint.pt, metrics.json, "
         "history.csv, loss.png, solution.png)"

@@ -1,7 +1,8 @@
 """Run configuration: typed sections, read from TOML, validated with one-line errors.
 
     [problem]   name, params, points (per-term counts), weights (per-term w_k),
-                constraints ("soft" or "exact"), data (observation file)
+                constraints ("soft" or "exact"), data (observation file), recipe (start
+                from the problem's recipe when no optimizer is named)
     [model]     kind, width, depth, activation, init, degree, fourier_features, fourier_sigma
     [optim]     optimizer (name or chain), lr, scheduler, scheduler_options, clip_grad_norm,
                 options (per optimizer name)
@@ -10,7 +11,10 @@
                 training, each with the full step and time budget)
     [sampling]  method (fixed, resample, rad, rar_d, r3), period, terms, pool, k, c, add,
                 max_points: adaptive collocation
-    [weighting] method (fixed, grad_norm), period, alpha: loss balancing
+    [weighting] method (fixed, grad_norm, ntk, relobralo, sa, rba), period, alpha, terms,
+                lr, gamma, temperature, expected_rho: loss balancing
+    [causal]    method (none, weights), epsilon (a number or a list to anneal), slabs, period,
+                delta: causal training; windows, warm_start: time marching
     [output]    out, quiet
 
 Every field has a default, so an empty file is a valid config (``poisson2d``).
@@ -18,6 +22,7 @@ Every field has a default, so an empty file is a valid config (``poisson2d``).
 
 from __future__ import annotations
 
+import math
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -35,6 +40,8 @@ from pydantic import (
 
 from pinnopt.models import ACTIVATIONS, INITIALIZERS, MODELS
 from pinnopt.problems import PROBLEMS
+from pinnopt.recipes import with_recipe
+from pinnopt.train.causal import METHODS as CAUSAL_METHODS
 from pinnopt.train.chain import ChainOptionError, Stage, parse_chain
 from pinnopt.train.sampling import METHODS as SAMPLING_METHODS
 from pinnopt.train.schedulers import SCHEDULERS
@@ -58,6 +65,8 @@ class ProblemConfig(Section):
     # "exact": conditions the problem can impose exactly are (u = g + d·N), their terms left out
     constraints: Literal["soft", "exact"] = "soft"
     data: str = ""  # observations (CSV or NPZ) added as terms "data" / "data_<component>"
+    # start from the problem's recipe (pinnopt.recipes) unless the run names an optimizer
+    recipe: bool = False
 
     @field_validator("name")
     @classmethod
@@ -180,13 +189,48 @@ class WeightingConfig(Section):
     """``[weighting]``: loss balancing (:mod:`pinnopt.train.weighting`)."""
 
     method: str = "fixed"
-    period: int = Field(100, ge=1)
-    alpha: float = Field(0.9, ge=0, lt=1)
+    period: int | None = Field(None, ge=1)  # None: 1 for sa and rba, else 100
+    alpha: float | None = Field(None, ge=0, lt=1, allow_inf_nan=False)  # None: per method
+    terms: list[str] = Field(default_factory=list)  # sa, rba; empty: the PDE terms
+    lr: float | None = Field(None, gt=0, allow_inf_nan=False)  # sa η, rba η*; None: per method
+    gamma: float = Field(0.999, ge=0, lt=1, allow_inf_nan=False)  # rba
+    temperature: float = Field(0.1, gt=0, allow_inf_nan=False)  # relobralo
+    expected_rho: float = Field(0.999, ge=0, le=1, allow_inf_nan=False)  # relobralo
 
     @field_validator("method")
     @classmethod
     def _method(cls, v: str) -> str:
         return _one_of(v, WEIGHTING_METHODS, "method")
+
+
+class CausalConfig(Section):
+    """``[causal]``: causal weights (:mod:`pinnopt.train.causal`) and time marching
+    (:mod:`pinnopt.train.time_marching`) of a time-dependent problem."""
+
+    method: str = "none"  # "weights": causal weights on the PDE residual
+    epsilon: float | list[float] = 1.0  # ε, or a list annealed through (min weight > delta)
+    slabs: int = Field(32, ge=1)  # M time slabs
+    period: int = Field(1, ge=1)  # steps between weight updates
+    delta: float = Field(0.99, gt=0, le=1)  # move to the next ε when min_j w_j > delta
+    windows: int = Field(1, ge=1)  # time windows; 1: no marching
+    warm_start: bool = True  # window k starts from window k − 1's network
+
+    @field_validator("method")
+    @classmethod
+    def _method(cls, v: str) -> str:
+        return _one_of(v, CAUSAL_METHODS, "method")
+
+    @field_validator("epsilon", mode="before")
+    @classmethod
+    def _epsilon(cls, v: Any) -> float | list[float]:
+        values = v if isinstance(v, list) else [v]
+        ok = bool(values) and all(
+            isinstance(e, int | float) and not isinstance(e, bool) and math.isfinite(e) and e > 0
+            for e in values
+        )
+        if not ok:
+            raise ValueError(f"must be a number > 0 or a non-empty list of them, got {v!r}")
+        return [float(e) for e in v] if isinstance(v, list) else float(v)
 
 
 class OutputConfig(Section):
@@ -201,6 +245,7 @@ class Config(Section):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
     weighting: WeightingConfig = Field(default_factory=WeightingConfig)
+    causal: CausalConfig = Field(default_factory=CausalConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
 
     def out_dir(self) -> Path:
@@ -254,9 +299,12 @@ def _section_of(loc: tuple) -> type[BaseModel] | None:
 
 
 def make_config(data: dict[str, Any]) -> Config:
-    """Validate a nested dict (as read from TOML) into a Config; ConfigError on bad input."""
+    """Validate a nested dict (as read from TOML) into a Config; ConfigError on bad input.
+
+    With ``[problem] recipe = true`` and no optimizer named, ``data`` goes on top of the
+    problem's recipe (:func:`pinnopt.recipes.with_recipe`)."""
     try:
-        return Config.model_validate(data)
+        return Config.model_validate(with_recipe(data))
     except ValidationError as e:
         raise ConfigError(_describe(e)) from None
 

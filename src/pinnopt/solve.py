@@ -13,6 +13,17 @@ The run directory holds the same files: ``metrics.json`` describes the final
 composite and adds ``stages`` (one entry per network), ``history.csv`` gains a
 ``network`` column, and ``checkpoint.pt`` holds the composite
 (:func:`load_model` rebuilds it). Such a run cannot be resumed.
+
+With ``causal.method = "weights"`` the trainer gets a
+:class:`~pinnopt.train.causal.CausalWeights` callback; with ``causal.windows`` K > 1
+the run marches in time (:mod:`pinnopt.train.time_marching`): K windows, each with the
+full step and time budget, in one run directory. ``metrics.json`` describes the
+stitched model on the whole domain and adds ``windows`` (one entry per window),
+``history.csv`` gains a ``window`` column, and ``checkpoint.pt``, written after every
+window (the windows write no run files of their own), holds the stitched
+:class:`~pinnopt.train.time_marching.TimeWindows` so far (:func:`load_model` rebuilds
+it). Such a run cannot be resumed either. Both are checked against the problem (a time
+axis, …) by :func:`check_causal` before anything is written.
 """
 
 from __future__ import annotations
@@ -30,10 +41,13 @@ from pinnopt.plots import plot_points
 from pinnopt.problem_network import network_for
 from pinnopt.problems import Problem, get_problem
 from pinnopt.problems.observations import with_observations
-from pinnopt.train.checkpoint import CheckpointError, load_checkpoint
+from pinnopt.train.causal import CausalSettings, CausalWeights, interior_terms, time_axis
+from pinnopt.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from pinnopt.train.multistage import MultiStageResult, NetworkSum, fit_stages, fourier_mlp
+from pinnopt.train.point_weights import POINT_METHODS
 from pinnopt.train.run_directory import check_fresh, clear_run, next_run_dir, write_run_files
 from pinnopt.train.sampling import AdaptiveSampler, SamplingSettings
+from pinnopt.train.time_marching import TimeMarching, TimeWindows
 from pinnopt.train.trainer import CHECKPOINT_NAME, Trainer, TrainerSettings
 from pinnopt.train.weighting import LossBalancer, WeightingSettings
 
@@ -50,8 +64,16 @@ def _field(name: str, fn, *args, **kwargs):
         raise ConfigError(f"{name}: {e}") from None
 
 
-def build_trainer(config: Config, out_dir: Path | None = None) -> Trainer:
-    """Everything a run needs, from a validated config; ConfigError names a bad field."""
+def build_trainer(
+    config: Config,
+    out_dir: Path | None = None,
+    problem: Problem | None = None,
+    network: torch.nn.Module | None = None,
+) -> Trainer:
+    """Everything a run needs, from a validated config; ConfigError names a bad field.
+
+    ``problem`` and ``network`` replace the configured problem and a fresh network
+    (time marching trains each window's problem this way)."""
     t = config.training
     if t.threads:
         torch.set_num_threads(t.threads)
@@ -60,8 +82,9 @@ def build_trainer(config: Config, out_dir: Path | None = None) -> Trainer:
         raise ConfigError(f"training.device: {t.device} requested but CUDA is not available")
     device = torch.device(t.device)
     dtype = DTYPES[t.dtype]
-    problem = build_problem(config)
-    model = _build_model(config, problem).to(device=device, dtype=dtype)
+    problem = build_problem(config) if problem is None else problem
+    model = _build_model(config, problem) if network is None else network
+    model = model.to(device=device, dtype=dtype)
     generator = torch.Generator().manual_seed(t.seed)
     points = _field("problem.points", problem.sample, generator, config.problem.points)
     points = {k: v.to(device=device, dtype=dtype) for k, v in points.items()}
@@ -91,8 +114,12 @@ def build_trainer(config: Config, out_dir: Path | None = None) -> Trainer:
         sampling = SamplingSettings(**config.sampling.model_dump(), seed=t.seed)
         callbacks.append(_field("sampling", AdaptiveSampler, objective, sampling))
     if config.weighting.method != "fixed":
-        weighting = WeightingSettings(**config.weighting.model_dump())
-        callbacks.append(LossBalancer(objective, weighting))
+        weighting = _field(
+            "weighting", WeightingSettings, **config.weighting.model_dump(), seed=t.seed
+        )
+        callbacks.append(_field("weighting", LossBalancer, objective, weighting))
+    if config.causal.method == "weights":
+        callbacks.append(_field("causal.method", CausalWeights, objective, causal_settings(config)))
     trainer = _field(
         "optim", Trainer, objective, stages, settings, Evaluator(problem), out_dir, callbacks,
         metadata,
@@ -102,6 +129,42 @@ def build_trainer(config: Config, out_dir: Path | None = None) -> Trainer:
         optimizer = _field(f"optim.options.{stage.name}", trainer.build_optimizer, index)
         _field("optim.scheduler_options", trainer.build_scheduler, index, optimizer)
     return trainer
+
+
+def causal_settings(config: Config) -> CausalSettings:
+    """The causal-weight part of ``[causal]``."""
+    c = config.causal
+    return _field("causal", CausalSettings, c.epsilon, c.slabs, c.period, c.delta)
+
+
+def check_causal(config: Config) -> TimeMarching | None:
+    """Check ``[causal]`` against the configured problem (a time axis; for time marching
+    soft constraints, no observations, one network): ConfigError naming the field.
+    Called before a run directory is touched. Returns the time-marching plan, if any."""
+    c = config.causal
+    if c.method == "none" and c.windows == 1:
+        return None
+    problem = build_problem(config)
+    if c.method != "none":
+        causal_settings(config)
+        _field("causal.method", time_axis, problem)
+        if not interior_terms(problem):
+            raise ConfigError(
+                f"causal.method: problem {problem.name!r} has no term inside the domain to weight"
+            )
+        if config.weighting.method in POINT_METHODS:
+            raise ConfigError(
+                f"causal.method: causal weights and weighting.method = "
+                f"{config.weighting.method!r} both set per-point weights; use one of them"
+            )
+    if c.windows == 1:
+        return None
+    if config.training.networks > 1:
+        raise ConfigError(
+            "causal.windows: time marching cannot be combined with training.networks > 1 "
+            f"(got {config.training.networks}); use one of them"
+        )
+    return _field("causal.windows", TimeMarching, problem, c.windows)
 
 
 def build_problem(config: Config) -> Problem:
@@ -185,10 +248,20 @@ def solve(config: Config, resume: bool = False, overwrite: bool = False) -> dict
             f"--resume: runs with training.networks > 1 cannot be resumed (this one has "
             f"{networks}); start a new run"
         )
+    windows = config.causal.windows
+    if resume and windows > 1:
+        raise ConfigError(
+            f"--resume: time-marching runs (causal.windows > 1) cannot be resumed (this one has "
+            f"{windows}); start a new run"
+        )
+    marching = check_causal(config)  # before the run directory is touched
     if not resume:
         config = output_config(config, overwrite)
     out = config.out_dir()
-    trainer = build_trainer(config, out)
+    if marching is None:
+        trainer = build_trainer(config, out)
+    else:  # windows write no run files of their own: the march writes one set at the end
+        trainer = build_trainer(config, None, marching.window(0))
     if resume:
         trainer.load_state_dict(load_checkpoint(out / CHECKPOINT_NAME))
         if trainer.finished:
@@ -199,7 +272,15 @@ def solve(config: Config, resume: bool = False, overwrite: bool = False) -> dict
             )
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.toml").write_text(dump_config(config))
-    if networks > 1:
+    if marching is not None:
+        march = marching.run(
+            trainer, lambda p, net: build_trainer(config, None, p, net),
+            lambda: _build_model(config, marching.problem), config.causal.warm_start,
+            lambda model: save_checkpoint(out / CHECKPOINT_NAME, {"model": model.state_dict()}),
+        )  # fmt: skip
+        metrics, trainer = march.metrics(), march.trainer
+        write_run_files(out, metrics, march.history, march.model, marching.problem)
+    elif networks > 1:
         problem = trainer.objective.problem
         run = fit_stages(trainer, networks, lambda k, f: stage_network(config, problem, k, f))
         metrics = multistage_metrics(run)
@@ -222,7 +303,10 @@ def load_model(run_dir: str | Path) -> torch.nn.Module:
     state = load_checkpoint(run_dir / CHECKPOINT_NAME)["model"]
     problem = build_problem(config)
     model = _build_model(config, problem)
-    if "scales" in state:  # a NetworkSum: networks.0.…, networks.1.…, scales
+    if "boundaries" in state:  # TimeWindows of a time-marching run: networks.k.…, boundaries
+        parts = [model] + [_build_model(config, problem) for _ in state["boundaries"]]
+        model = TimeWindows(parts, state["boundaries"].tolist(), problem.time_axis)
+    elif "scales" in state:  # a NetworkSum: networks.0.…, networks.1.…, scales
         count = len(state["scales"])
         parts = [model] + [stage_network(config, problem, k, 1.0) for k in range(2, count + 1)]
         model = NetworkSum(parts, [1.0] * count)

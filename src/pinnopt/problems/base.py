@@ -183,6 +183,15 @@ class Problem:
     def dim(self) -> int:
         return self.domain.dim
 
+    @property
+    def time_axis(self) -> int | None:
+        """The index of the input named ``"t"`` (time), or None for a problem without one.
+
+        Causal training and time marching (:mod:`pinnopt.train.causal`,
+        :mod:`pinnopt.train.time_marching`) act along this axis.
+        """
+        return self.input_names.index("t") if "t" in self.input_names else None
+
     def term(self, name: str) -> Term:
         for t in self.terms:
             if t.name == name:

@@ -1,5 +1,7 @@
-"""Training: the loop, schedules, checkpoints, adaptive collocation and multi-stage training."""
+"""Training: the loop, schedules, checkpoints, adaptive collocation, multi-stage training,
+causal weights and time marching."""
 
+from pinnopt.train.causal import CausalSettings, CausalWeights, causal_weights
 from pinnopt.train.chain import Stage, chain_text, parse_chain
 from pinnopt.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from pinnopt.train.multistage import (
@@ -14,12 +16,20 @@ from pinnopt.train.multistage import (
 from pinnopt.train.run_state import TrainerSettings, TrainResult, TrainState
 from pinnopt.train.sampling import AdaptiveSampler, SamplingSettings
 from pinnopt.train.schedulers import SCHEDULERS, build_scheduler
+from pinnopt.train.time_marching import MarchResult, TimeMarching, TimeWindows, WindowResult
 from pinnopt.train.trainer import Trainer
 from pinnopt.train.weighting import LossBalancer, WeightingSettings
 
 __all__ = [
     "SCHEDULERS",
     "AdaptiveSampler",
+    "CausalSettings",
+    "CausalWeights",
+    "MarchResult",
+    "TimeMarching",
+    "TimeWindows",
+    "WindowResult",
+    "causal_weights",
     "LossBalancer",
     "SamplingSettings",
     "WeightingSettings",
