@@ -26,6 +26,7 @@ LAYERS = {
     "meta_train_config": 7,
     "solve": 7,
     "bench": 8,
+    "run_report": 8,
     "cli": 9,
 }
 

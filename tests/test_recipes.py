@@ -71,3 +71,44 @@ def test_summaries_name_the_pieces():
     })  # fmt: skip
     assert recipe.summary() == "adam:1000,ssbroyden · 8x20 · rad/500 · 600 s"
     assert recipe_for("nope") is None
+
+
+def _resolved(path):
+    import tomllib
+
+    return tomllib.loads((path / "config.toml").read_text())
+
+
+@pytest.mark.parametrize(
+    ("flags", "optimizer", "recipe"),
+    [
+        ([], "adam:1000,ssbroyden", True),
+        (["--no-recipe"], "adam:1000,lbfgs", False),
+        (["--optimizer", "adam"], "adam", False),
+    ],
+)
+def test_the_command_line_starts_from_the_recipe_unless_told_otherwise(
+    tmp_path, capsys, flags, optimizer, recipe
+):
+    from pinnopt.cli import main
+
+    out = tmp_path / "run"
+    args = ["solve", "burgers1d", "--steps", "2", "--width", "4", "--out", str(out), "--quiet"]
+    assert main([*args, *flags]) == 0
+    config = _resolved(out)
+    assert config["optim"]["optimizer"] == optimizer
+    assert config["problem"]["recipe"] is recipe
+    assert config["model"]["width"] == 4  # a flag overrides its part of the recipe
+    assert config["model"]["depth"] == (8 if recipe else 2)
+    assert config["sampling"]["method"] == ("rad" if recipe else "fixed")
+    assert f"with {optimizer}" in capsys.readouterr().out
+
+
+def test_a_config_file_may_decline_the_recipe(tmp_path, capsys):
+    from pinnopt.cli import main
+
+    path = tmp_path / "c.toml"
+    path.write_text('[problem]\nname = "burgers1d"\nrecipe = false\n[training]\nsteps = 2\n'
+                    '[model]\nwidth = 4\n')  # fmt: skip
+    assert main(["solve", "--config", str(path), "--out", str(tmp_path / "r"), "--quiet"]) == 0
+    assert _resolved(tmp_path / "r")["optim"]["optimizer"] == "adam:1000,lbfgs"

@@ -24,6 +24,7 @@ from pinnopt.meta_train_config import (
     flag_error,
     read_meta_train_file,
 )
+from pinnopt.run_report import problem_params, result_lines, start_line
 from pinnopt.train.checkpoint import CheckpointError
 from pinnopt.train.interrupts import StopRequest, exit_code
 
@@ -121,9 +122,20 @@ def solve(
     windows: Annotated[
         int | None, typer.Option(help="Time-marching windows, each with the full --steps [1].")
     ] = None,
+    recipe: Annotated[
+        bool | None,
+        typer.Option(
+            "--recipe/--no-recipe",
+            help="Start from the problem's recipe when no optimizer is chosen [recipe].",
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Train a PINN on PROBLEM and write a run directory.
+
+    With no --optimizer (and none in --config), the run starts from PROBLEM's recipe,
+    the configuration behind its best measured figure (`pinnopt list` shows it); any
+    other flag or config key overrides that part of it. --no-recipe: library defaults.
 
     Ctrl-C or SIGTERM stops at the next step and still writes the run directory
     (checkpoint, metrics, history, plots); exit code 130 (SIGINT) or 143 (SIGTERM).
@@ -149,7 +161,7 @@ def solve(
     if resume is not None:
         given = [problem, optimizer, model, width, depth, lr, seed, dtype, config, out, networks]
         given += [param, constraints, data, sampling, weighting]
-        given += [causal, windows]
+        given += [causal, windows, recipe]
         if any(v is not None for v in given) or overwrite:
             raise ConfigError(
                 "--resume: only --steps, --time-limit, --threads and --quiet may be changed"
@@ -176,67 +188,24 @@ def solve(
             raise ConfigError(f"--causal: {e}") from None
         put("causal", "method", None if causal is None else "weights")
         put("causal", "windows", windows)
+        put("problem", "recipe", recipe)
         put("output", "out", str(out) if out is not None else None)
-        cfg = load_config(config, overrides) if config is not None else make_config(overrides)
+        base = {"problem": {"recipe": True}}  # the command line asks for recipes by default
+        if config is not None:
+            cfg = load_config(config, overrides, base)
+        else:
+            cfg = make_config(merge(base, overrides))
         check_causal(cfg)  # needs the problem; before output_config may clear a run
         cfg = output_config(cfg, overwrite)
     console = Console(highlight=False, soft_wrap=True)  # soft wrap: no line break in a number
     console.print(start_line(cfg, resume is not None))
     with StopRequest() as stop:  # a signal stops the run, then we report and exit here
         metrics = run_solve(cfg, resume=resume is not None, overwrite=overwrite)
-    console.print(
-        f"{metrics['problem']} with {metrics['optimizer']}: rel_l2 = {metrics['rel_l2']:.3e}, "
-        f"max |error| = {metrics['max_abs_error']:.3e}, loss = {metrics['final_loss']:.3e} "
-        f"after {metrics['steps']} steps in {metrics['wall_time_s']:.1f} s ({metrics['status']})"
-    )
-    for s in metrics.get("stages", []):
-        f_d = "-" if s["frequency"] is None else f"{s['frequency']:.3g}"
-        console.print(
-            f"  network {s['network']}: rel_l2 = {s['rel_l2']:.3e} after {s['steps']} steps in "
-            f"{s['wall_time_s']:.1f} s (epsilon = {s['epsilon']:.3e}, f_d = {f_d}, {s['status']})"
-        )
-    for w in metrics.get("windows", []):
-        console.print(f"  window {w['window']} (t in [{w['t_start']:g}, {w['t_end']:g}]): rel_l2 = "
-                      f"{w['rel_l2']:.3e} after {w['steps']} steps ({w['status']})")  # fmt: skip
-    console.print(
-        f"run directory: {cfg.out_dir()}  (config.toml, checkpoint.pt, metrics.json, "
-        "history.csv, loss.png, solution.png)"
-    )
+    for line in result_lines(metrics, cfg.out_dir()):
+        console.print(line)
     if stop.requested:
         console.print(f"interrupted: resume with `pinnopt solve --resume {cfg.out_dir()}`")
         raise typer.Exit(code=exit_code(stop.signum))
-
-
-def problem_params(items: list[str]) -> dict[str, float]:
-    """``["nu=0.01", …]`` as {"nu": 0.01, …}; ConfigError naming --param otherwise."""
-    out = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        try:
-            if not (sep and name.strip()):
-                raise ValueError
-            out[name.strip()] = float(value)
-        except ValueError:
-            raise ConfigError(f"--param: expected NAME=NUMBER, got {item!r}") from None
-    return out
-
-
-def start_line(cfg, resume: bool) -> str:
-    """What a solve is about to run, said before it starts."""
-    m, t = cfg.model, cfg.training
-    size = f"{m.width}x{m.depth}" + (f", degree {m.degree}" if m.kind == "chebykan" else "")
-    threads = t.threads or torch_threads()
-    verb = "resuming" if resume else "solving"
-    return (
-        f"{verb} {cfg.problem.name} with {cfg.optim.optimizer} ({m.kind} {size}, {t.steps} "
-        f"steps, {t.dtype}, {threads} thread{'s' if threads != 1 else ''}) in {cfg.out_dir()}"
-    )
-
-
-def torch_threads() -> int:
-    import torch
-
-    return torch.get_num_threads()
 
 
 @app.command(name="list")
@@ -245,10 +214,12 @@ def list_components() -> None:
     from pinnopt.models import ACTIVATIONS, INITIALIZERS, MODELS
     from pinnopt.optim import OPTIMIZERS
     from pinnopt.problems import PROBLEMS, get_problem
+    from pinnopt.recipes import RECIPES
     from pinnopt.train.schedulers import SCHEDULERS
 
     console = Console(soft_wrap=True, highlight=False)  # one line per problem
-    console.print("problems (`pinnopt solve NAME`, parameters by --param NAME=VALUE):")
+    console.print("problems (`pinnopt solve NAME`, parameters by --param NAME=VALUE; with no "
+                  "--optimizer a run starts from the recipe shown):")  # fmt: skip
     for name in sorted(PROBLEMS):
         p = get_problem(name)
         marks = [f"{','.join(p.input_names)} -> {','.join(p.components)}"]
@@ -256,6 +227,7 @@ def list_components() -> None:
         marks += [f"periodic {p.input_names[i]}" for i in p.periodic]
         marks += [f"identifies {k}" for k in p.unknowns]
         marks += ["exact constraint"] if p.constraint is not None else []
+        marks += [f"recipe {RECIPES[name].summary()}"] if name in RECIPES else []
         console.print(f"  {name:18s} {p.description}  [{'; '.join(marks)}]", markup=False)
     table = Table(title="optimizers")
     table.add_column("name")

@@ -309,8 +309,13 @@ def make_config(data: dict[str, Any]) -> Config:
         raise ConfigError(_describe(e)) from None
 
 
-def load_config(path: str | Path, overrides: dict[str, dict[str, Any]] | None = None) -> Config:
-    """Read a TOML config file and apply ``overrides`` (section -> key -> value)."""
+def load_config(
+    path: str | Path,
+    overrides: dict[str, dict[str, Any]] | None = None,
+    base: dict[str, dict[str, Any]] | None = None,
+) -> Config:
+    """Read a TOML config file and apply ``overrides`` (section -> key -> value) on top;
+    ``base`` holds values the file itself may override (the command line's defaults)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
@@ -318,6 +323,10 @@ def load_config(path: str | Path, overrides: dict[str, dict[str, Any]] | None = 
         data = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
+    if base:
+        data = merge(base, {k: v for k, v in data.items() if isinstance(v, dict)}) | {
+            k: v for k, v in data.items() if not isinstance(v, dict)
+        }
     return make_config(merge(data, overrides or {}))
 
 

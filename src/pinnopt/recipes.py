@@ -43,7 +43,7 @@ class Recipe:
         if "width" in model or "depth" in model:
             parts.append(f"{model.get('depth', 2)}x{model.get('width', 32)}")
         if c.get("problem", {}).get("constraints") == "exact":
-            parts.append("exact constraint")
+            parts.append("constraints exact")
         for section in ("sampling", "weighting", "causal"):
             method = c.get(section, {}).get("method")
             if method not in (None, "fixed", "none"):
