@@ -225,7 +225,8 @@ def multistage_metrics(run: MultiStageResult) -> dict[str, Any]:
 
 def output_config(config: Config, overwrite: bool = False) -> Config:
     """``config`` with its run directory chosen: ``output.out`` if set (refused when it
-    already holds a run, unless ``overwrite``), else a new ``runs/<problem>-N``."""
+    already holds a run, unless ``overwrite``), else a new ``runs/<problem>-N``. Nothing
+    is removed here: :func:`solve` replaces an old run only once the new one is built."""
     if not config.output.out:
         config = config.model_copy(deep=True)
         config.output.out = str(next_run_dir("runs", config.problem.name))
@@ -235,7 +236,6 @@ def output_config(config: Config, overwrite: bool = False) -> Config:
     except ValueError as e:
         if not overwrite:
             raise ConfigError(f"output.out: {e} (--overwrite)") from None
-        clear_run(config.out_dir())
     return config
 
 
@@ -270,6 +270,8 @@ def solve(config: Config, resume: bool = False, overwrite: bool = False) -> dict
                 f"{'converged' if trainer.converged else 'used its budget'}; nothing would run "
                 f"(give more --steps than {trainer.step} to continue)"
             )
+    if overwrite and not resume:  # the new run is built: only now may the old one go
+        clear_run(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.toml").write_text(dump_config(config))
     if marching is not None:

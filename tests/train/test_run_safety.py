@@ -4,6 +4,7 @@ checkpoint) resumes to the same parameters as a run that was never stopped."""
 
 import json
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -95,6 +96,29 @@ def test_out_holding_a_run_is_refused_unless_overwrite(tmp_path, capsys):
     assert code == 0
     assert json.loads((out / "metrics.json").read_text())["steps"] == 7
     assert (out / "notes.txt").read_text() == "mine"  # only a run's own files are replaced
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (
+            ["--optimizer", "bfgs", "--width", "110", "--depth", "2"],
+            "optim.options.bfgs: .* exceed",
+        ),
+        (["--causal", "1"], "causal.method: problem 'poisson1d' has no time axis"),
+        (["--sampling", "rand"], "sampling.method: unknown method 'rand'"),
+    ],
+)
+def test_an_overwrite_refused_for_bad_input_keeps_the_old_run(tmp_path, capsys, flags, message):
+    out = tmp_path / "run"
+    args = ["solve", "poisson1d", "--steps", "3", "--quiet", "--out", str(out)]
+    assert run(capsys, *args, "--optimizer", "adam", "--width", "4", "--depth", "1")[0] == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    code, _, err = run(capsys, *args, *flags, "--overwrite")
+    assert code == 2
+    assert re.fullmatch(f"error: {message}.*", err.strip())
+    assert len(err.strip().splitlines()) == 1
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
 def test_default_run_directory_is_new_for_every_run_and_said_first(tmp_path, capsys, monkeypatch):
