@@ -14,7 +14,9 @@ so every optimizer, curvature ones included, sees them as rescaled residual rows
 This module is the single place
 where residuals become a loss: first-order optimizers see :meth:`Objective.loss`,
 curvature optimizers see :meth:`Objective.residual_vector` and its Jacobian
-(:meth:`Objective.jacobian`, or both through a :class:`ResidualClosure`); a residual
+(:meth:`Objective.jacobian`, or JᵀJ and Jᵀr summed over blocks of points by
+:meth:`Objective.normal_equations` when J is too large to hold, or these through a
+:class:`ResidualClosure`); a residual
 vector's loss is :meth:`Objective.loss_of` (per term :meth:`Objective.term_losses`),
 and a term's residual at other points (a grid, fresh samples) is
 :meth:`Objective.residuals_at` (:func:`term_residuals` for a bare model).
@@ -42,7 +44,7 @@ slice of the one global r and the shards' losses add up to the global loss.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -52,6 +54,9 @@ from pinnopt.problems.base import Problem, Term
 
 # per-point Jacobian rows are built in chunks of at most this many entries (points × params)
 JACOBIAN_CHUNK_ENTRIES = 2**24
+# ... and for the normal equations, whose peak memory is set by the chunk (the vmapped
+# backward holds a few times chunk × params), in smaller ones: as fast from ~500 points up
+NORMAL_EQUATIONS_CHUNK_ENTRIES = 2**20
 # residuals without a graph (residuals_at) are evaluated in chunks of this many points
 RESIDUAL_CHUNK = 4096
 # what can change during training (the argument of the change callbacks)
@@ -295,12 +300,72 @@ class Objective:
         depends on θ through the network at x_i alone, so row i of J is the gradient
         of one point's residual: ``torch.func`` vmaps that gradient over the points,
         which costs a few batched forward passes, not one backward pass per row.
+        The rows are built in blocks of points (:meth:`_jacobian_blocks`) and copied into
+        J as they come, so J is held once (M·P entries) plus one block.
+        """
+        r_parts, jac, row = [], None, 0
+        for r, rows in self._jacobian_blocks(params):
+            if jac is None:
+                jac = rows.new_empty(sum(self.pass_sizes()), rows.shape[1])
+            jac[row : row + rows.shape[0]] = rows
+            row += rows.shape[0]
+            r_parts.append(r)
+        if jac is None:
+            raise ValueError("the objective has no points: no Jacobian to form")
+        return torch.cat(r_parts), jac
+
+    @torch.no_grad()
+    def normal_equations(
+        self, params: Sequence[Tensor] | None = None, chunk: int | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """(r(θ), JᵀJ, Jᵀr) without forming J: summed over blocks of ``chunk`` points.
+
+        With J split into row blocks J_c (and r into r_c), JᵀJ = Σ_c J_cᵀJ_c and
+        Jᵀr = Σ_c J_cᵀr_c, so only one block is held at a time: P² + chunk·P entries
+        (plus the M entries of r) instead of the M·P of :meth:`jacobian`, whose blocks
+        these are (:meth:`_jacobian_blocks`, same ``params`` and order of columns).
+        ``chunk`` defaults to :data:`NORMAL_EQUATIONS_CHUNK_ENTRIES` // P points.
+        """
+        r_parts: list[Tensor] = []
+        gram = grad = None
+        for r, rows in self._jacobian_blocks(params, chunk, NORMAL_EQUATIONS_CHUNK_ENTRIES):
+            if gram is None:
+                n = rows.shape[1]
+                gram = torch.zeros(n, n, dtype=rows.dtype, device=rows.device)
+                grad = torch.zeros(n, dtype=rows.dtype, device=rows.device)
+            gram.addmm_(rows.t(), rows)
+            grad.addmv_(rows.t(), r)
+            r_parts.append(r)
+        if gram is None:
+            raise ValueError("the objective has no points: no normal equations to form")
+        return torch.cat(r_parts), gram, grad
+
+    def _jacobian_blocks(
+        self,
+        params: Sequence[Tensor] | None = None,
+        chunk: int | None = None,
+        entries: int | None = None,
+    ) -> Iterator[tuple[Tensor, Tensor]]:
+        """(r_c, J_c) for consecutive blocks of at most ``chunk`` points of each term, in the
+        order of r(θ): the weighted residuals and their Jacobian rows (see :meth:`jacobian`).
+
+        ``chunk`` defaults to ``entries`` (:data:`JACOBIAN_CHUNK_ENTRIES`) // P points. The
+        rows are scaled by :meth:`row_scale` (w_k, N_k and the point weights of the block).
         """
         params = self._trainable() if params is None else list(params)
-        names = self._parameter_names(params)
+        names = self._parameter_names(params)  # checked here, not at the first block
+        if chunk is None:
+            entries = JACOBIAN_CHUNK_ENTRIES if entries is None else entries
+            chunk = max(1, entries // max(1, sum(p.numel() for p in params)))
+        elif chunk < 1:
+            raise ValueError(f"chunk must be >= 1, got {chunk}")
+        return self._row_blocks(params, names, chunk)
+
+    @torch.no_grad()
+    def _row_blocks(
+        self, params: list[Tensor], names: list[str], chunk: int
+    ) -> Iterator[tuple[Tensor, Tensor]]:
         values = {name: p.detach() for name, p in zip(names, params)}
-        chunk = max(1, JACOBIAN_CHUNK_ENTRIES // max(1, sum(p.numel() for p in params)))
-        r_parts, j_parts = [], []
         for term in self.problem.terms:
             x = self.points[term.name]
             scale = self.row_scale(term.name, x.shape[0])
@@ -310,11 +375,13 @@ class Objective:
                 r = functional_call(module, p, (xi.unsqueeze(0),))[0]
                 return r, r
 
-            grads, r = vmap(jacrev(one_point, has_aux=True), (None, 0), chunk_size=chunk)(values, x)
-            rows = torch.cat([grads[n].reshape(x.shape[0], -1) for n in names], 1)
-            r_parts.append(r * scale)
-            j_parts.append(rows * (scale.unsqueeze(1) if isinstance(scale, Tensor) else scale))
-        return torch.cat(r_parts), torch.cat(j_parts)
+            rows_of = vmap(jacrev(one_point, has_aux=True), (None, 0))
+            for start in range(0, x.shape[0], chunk):
+                xc = x[start : start + chunk]
+                grads, r = rows_of(values, xc)
+                rows = torch.cat([grads[n].reshape(xc.shape[0], -1) for n in names], 1)
+                s = scale[start : start + chunk] if isinstance(scale, Tensor) else scale
+                yield r * s, rows * (s.unsqueeze(1) if isinstance(s, Tensor) else s)
 
     def _trainable(self) -> list[Tensor]:
         return [p for p in self.model.parameters() if p.requires_grad]
@@ -344,8 +411,10 @@ class ResidualClosure:
     """The closure a least-squares optimizer takes: ``closure()`` returns r(θ) with its graph.
 
     ``closure.jacobian(params)`` returns (r(θ), ∂r/∂params) through
-    :meth:`Objective.jacobian`; optimizers that need the whole Jacobian use it when
-    present and fall back to autograd on ``closure()`` otherwise. ``observe``, when
+    :meth:`Objective.jacobian`, and ``closure.normal_equations(params)`` returns
+    (r(θ), JᵀJ, Jᵀr) through :meth:`Objective.normal_equations` without holding J whole;
+    optimizers that need the Jacobian use them when present and fall back to autograd
+    on ``closure()`` otherwise. ``observe``, when
     given, sees the (detached) residual vector of every evaluation.
     """
 
@@ -369,3 +438,21 @@ class ResidualClosure:
         if self.observe is not None:
             self.observe(r)
         return r, J
+
+    def normal_equations(self, params: Sequence[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        """(r, JᵀJ, Jᵀr) through :meth:`Objective.normal_equations` (J never whole)."""
+        r, gram, grad = self.objective.normal_equations(params)
+        if self.observe is not None:
+            self.observe(r)
+        return r, gram, grad
+
+    def without_graph(self) -> Tensor:
+        """r(θ) without a graph, :data:`RESIDUAL_CHUNK` points at a time
+        (:meth:`Objective.residuals_at` at the objective's points): what a trial loss needs,
+        in the memory of one chunk's forward pass instead of all M points'."""
+        objective = self.objective
+        points = {t.name: objective.points[t.name] for t in objective.problem.terms}  # r's order
+        r = torch.cat(list(objective.weighted(objective.residuals_at(points)).values()))
+        if self.observe is not None:
+            self.observe(r)
+        return r

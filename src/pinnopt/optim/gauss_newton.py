@@ -20,9 +20,15 @@ and (1) with μ → 0 is the energy natural gradient step of Müller & Zeinhofer
 "Achieving high accuracy with PINNs via energy natural gradient descent", ICML 2023.
 ``line_search=True`` adds their step-size search (the best of δ, δ/2, δ/4, …).
 
-Four ways to solve (1), all giving the same δ (up to the CG tolerance and rounding):
+Five ways to solve (1), all giving the same δ (up to the CG tolerance and rounding):
 
-* ``dense``: form JᵀJ (P × P) and factor it by Cholesky — cost M P² + P³/3;
+* ``dense``: form J (M × P), then JᵀJ (P × P), and factor it by Cholesky — cost
+  M P² + P³/3, memory M P + P² entries;
+* ``chunked``: the same Cholesky solve as ``dense``, but JᵀJ and Jᵀr are summed over
+  blocks of rows, JᵀJ = Σ_c J_cᵀJ_c (:meth:`pinnopt.objective.Objective.normal_equations`),
+  so J is never whole — cost M P² + P³/3 like ``dense``, memory P² + chunk·P entries
+  (chunk = 2²⁴ / P rows by default) instead of M P: the one for 10⁵–10⁶ collocation
+  points with a network small enough to factor its P × P matrix;
 * ``qr``: δ minimises ‖[J; √μ I] δ + [r; 0]‖, solved by a QR factorisation of the
   stacked (M + P) × P matrix — cost 2(M + P) P², twice ``dense``, but its error
   grows with the condition number κ(J) instead of κ(J)² (Golub & Van Loan,
@@ -31,9 +37,14 @@ Four ways to solve (1), all giving the same δ (up to the CG tolerance and round
 * ``woodbury``: δ = −Jᵀ (JJᵀ + μI)⁻¹ r, an M × M solve in sample space — cost
   P M² + M³/3, the cheaper one when there are fewer residuals M than parameters P;
 * ``cg``: conjugate gradient on (1) with products Jv and Jᵀu by automatic
-  differentiation, never forming J — memory of a few gradients, for large P.
+  differentiation, never forming J — memory of the autograd graph of all M
+  residuals plus a few gradients, for large P.
 
-``solver="auto"`` picks by size (see :func:`choose_solver`).
+``solver="auto"`` picks by size (see :func:`choose_solver`). The trial losses that
+decide the gain ratio are evaluated without a graph (``step`` runs under
+``torch.no_grad``), by the closure's ``without_graph()`` when it has one (a
+:class:`pinnopt.objective.ResidualClosure`: a few thousand points at a time), so
+they add only the memory of a forward pass.
 """
 
 from __future__ import annotations
@@ -54,26 +65,34 @@ from pinnopt.optim.least_squares import (
 )
 from pinnopt.optim.registry import register_optimizer
 
-SOLVERS = ("auto", "dense", "woodbury", "cg", "qr")
+# new names go at the end: the state stores a back end by its index here
+SOLVERS = ("auto", "dense", "woodbury", "cg", "qr", "chunked")
 # "auto" forms J (M × P doubles) only below this many entries, and factors at most
-# a MAX_FACTOR × MAX_FACTOR matrix; beyond either it runs conjugate gradient.
+# a MAX_FACTOR × MAX_FACTOR matrix; beyond the first it sums JᵀJ over blocks of rows,
+# beyond the second it runs conjugate gradient.
 MAX_JACOBIAN_ENTRIES = 2**25
 MAX_FACTOR = 6000
 
 
 def choose_solver(n_residuals: int, n_params: int) -> str:
-    """The back end ``solver="auto"`` uses for M residuals and P parameters."""
-    small = min(n_residuals, n_params)
-    if n_residuals * n_params > MAX_JACOBIAN_ENTRIES or small > MAX_FACTOR:
-        return "cg"
-    return "dense" if n_params <= n_residuals else "woodbury"
+    """The back end ``solver="auto"`` uses for M residuals and P parameters.
+
+    * J fits (M·P ≤ :data:`MAX_JACOBIAN_ENTRIES`) and min(M, P) ≤ :data:`MAX_FACTOR`:
+      ``dense`` when P ≤ M (P × P factor), else ``woodbury`` (M × M factor);
+    * J does not fit but P ≤ :data:`MAX_FACTOR`: ``chunked``, the ``dense`` solve with
+      JᵀJ summed over blocks of rows (time M P² + P³/3, memory P² + chunk·P entries);
+    * otherwise ``cg`` (matrix-free; memory of the residual graph and a few gradients).
+    """
+    if n_residuals * n_params <= MAX_JACOBIAN_ENTRIES and min(n_residuals, n_params) <= MAX_FACTOR:
+        return "dense" if n_params <= n_residuals else "woodbury"
+    return "chunked" if n_params <= MAX_FACTOR else "cg"
 
 
 @register_optimizer(
     "gn",
     1.0,
     closure="residuals",
-    description="Gauss-Newton / Levenberg-Marquardt (dense, Woodbury or CG solve)",
+    description="Gauss-Newton / Levenberg-Marquardt (dense, chunked, Woodbury, QR or CG solve)",
 )
 class GaussNewton(Optimizer):
     """Levenberg–Marquardt: damped Gauss–Newton on ½‖r(θ)‖² (see the module docstring).
@@ -81,14 +100,15 @@ class GaussNewton(Optimizer):
     ``step(closure)`` takes a closure returning the residual vector r(θ) at the
     current parameters, with its autograd graph. If the closure also has
     ``jacobian(params) -> (r, J)`` (as :class:`pinnopt.objective.ResidualClosure`
-    does) the dense and Woodbury back ends take J from it; otherwise J is built by
-    autograd from ``closure()``.
+    does) the dense, Woodbury and QR back ends take J from it, and if it has
+    ``normal_equations(params) -> (r, JᵀJ, Jᵀr)`` the chunked back end takes those;
+    otherwise J (or JᵀJ, block by block) is built by autograd from ``closure()``.
 
     Args:
         lr: scale of the accepted step (1 is the Gauss–Newton step).
         damping: initial μ; adapted by the gain ratio afterwards.
         damping_min, damping_max: bounds on μ.
-        solver: ``auto``, ``dense``, ``woodbury``, ``cg`` or ``qr``.
+        solver: ``auto``, ``dense``, ``chunked``, ``woodbury``, ``cg`` or ``qr``.
         max_retries: solves per step after a rejected one; then the step leaves θ as it was.
         line_search: try δ, δ/2, …, δ/2^(line_search_steps−1) and keep the best.
         cg_tol: CG stops when ‖residual of (1)‖ ≤ cg_tol · ‖Jᵀr‖.
@@ -193,27 +213,35 @@ class GaussNewton(Optimizer):
         state["step"] += 1
         return loss
 
-    def _linear_system(self, closure, group, state, params) -> _Dense | _MatrixFree:
+    def _linear_system(self, closure, group, state, params) -> _Dense | _Normal | _MatrixFree:
         """r(θ) and the operator of (1) by the chosen back end.
 
-        ``auto`` decides from the sizes of the previous step, so that a closure with
-        ``jacobian`` is evaluated once per step; the first step evaluates r to learn M.
+        ``auto`` takes M from the closure's ``pass_sizes`` when it has them (a
+        :class:`pinnopt.objective.ResidualClosure`), else from the previous step, so
+        that r is evaluated once per step; a plain closure's first step (or one after a
+        ``cg`` step) evaluates r with its graph to learn M.
         """
         n_params = sum(p.numel() for p in params)
         solver = group["solver"]
-        if solver == "auto":
-            solver = SOLVERS[state["solver"]]  # "auto" itself before the first step
         r = None
-        if solver in ("auto", "cg"):
-            with torch.enable_grad():
-                r = closure().reshape(-1)
-        if group["solver"] == "auto":
-            solver = choose_solver(r.numel() if r is not None else state["n_residuals"], n_params)
+        if solver == "auto":
+            sizes = getattr(closure, "pass_sizes", None)
+            if sizes is not None:
+                n_residuals = sum(sizes)
+            elif SOLVERS[state["solver"]] in ("auto", "cg"):  # "auto" before the first step
+                with torch.enable_grad():
+                    r = closure().reshape(-1)
+                n_residuals = r.numel()
+            else:
+                n_residuals = state["n_residuals"]
+            solver = choose_solver(n_residuals, n_params)
         if solver == "cg":
             if r is None:
                 with torch.enable_grad():
                     r = closure().reshape(-1)
             system = _MatrixFree(r, params)
+        elif solver == "chunked":
+            system = _normal_equations(closure, params, r)
         else:
             jacobian = getattr(closure, "jacobian", None)
             if jacobian is not None:
@@ -234,9 +262,11 @@ class GaussNewton(Optimizer):
         jd2 = max(0.0, -gd - mu * float(delta.dot(delta)))  # ‖Jδ‖² from (1)
         steps = group["line_search_steps"] if group["line_search"] else 1
 
+        evaluate = getattr(closure, "without_graph", closure)  # no graph either way
+
         def loss_at(a: float) -> float:
             set_params(params, start, delta, a)
-            rv = closure().reshape(-1)
+            rv = evaluate().reshape(-1)
             return float(0.5 * rv.dot(rv))
 
         value, a = scan_step_sizes(loss_at, [0.5**k * group["lr"] for k in range(steps)])
@@ -250,9 +280,39 @@ def _negligible(g: Tensor, delta: Tensor, mu: float, loss: float) -> bool:
     return predicted <= 4 * torch.finfo(g.dtype).eps * loss
 
 
+def _normal_equations(closure, params: Sequence[Tensor], r: Tensor | None) -> _Normal:
+    """(1) for the ``chunked`` back end: JᵀJ and Jᵀr from the closure's
+    ``normal_equations`` (blocks of points), else from its ``jacobian`` (formed whole:
+    a closure that only offers J, such as a projected one, is used as it is), else
+    summed over blocks of rows of J by autograd on ``closure()`` (``r``, if given,
+    is its value with the graph)."""
+    normal = getattr(closure, "normal_equations", None)
+    if normal is not None:
+        r, gram, grad = normal(params)
+        return _Normal(r.detach(), gram, grad)
+    jacobian = getattr(closure, "jacobian", None)
+    if jacobian is not None:
+        r, J = jacobian(params)
+        return _Normal(r.detach(), J.t() @ J, J.t() @ r)
+    if r is None:
+        with torch.enable_grad():
+            r = closure().reshape(-1)
+    n = sum(p.numel() for p in params)
+    gram = torch.zeros(n, n, dtype=r.dtype, device=r.device)
+    grad = torch.zeros(n, dtype=r.dtype, device=r.device)
+    for start, rows in _autograd_rows(r, params):
+        gram.addmm_(rows.t(), rows)
+        grad.addmv_(rows.t(), r.detach()[start : start + rows.shape[0]])
+    return _Normal(r.detach(), gram, grad)
+
+
 def _autograd_jacobian(r: Tensor, params: Sequence[Tensor], chunk: int = 256) -> Tensor:
     """J = ∂r/∂params row by row (batched vector–Jacobian products), for plain closures."""
-    rows = []
+    return torch.cat([rows for _, rows in _autograd_rows(r, params, chunk)])
+
+
+def _autograd_rows(r: Tensor, params: Sequence[Tensor], chunk: int = 256):
+    """(first row, rows) of J = ∂r/∂params, ``chunk`` rows at a time, by autograd."""
     with torch.enable_grad():
         for start in range(0, r.numel(), chunk):
             n = min(chunk, r.numel() - start)
@@ -261,20 +321,47 @@ def _autograd_jacobian(r: Tensor, params: Sequence[Tensor], chunk: int = 256) ->
             grads = torch.autograd.grad(
                 r, params, eye, retain_graph=True, is_grads_batched=True, allow_unused=True
             )
-            rows.append(
-                torch.cat(
-                    [
-                        (
-                            torch.zeros(n, p.numel(), dtype=r.dtype, device=r.device)
-                            if gr is None
-                            else gr.reshape(n, -1)
-                        )
-                        for gr, p in zip(grads, params)
-                    ],
-                    dim=1,
-                )  # fmt: skip
+            yield (
+                start,
+                (
+                    torch.cat(
+                        [
+                            (
+                                torch.zeros(n, p.numel(), dtype=r.dtype, device=r.device)
+                                if gr is None
+                                else gr.reshape(n, -1)
+                            )
+                            for gr, p in zip(grads, params)
+                        ],
+                        dim=1,
+                    )  # fmt: skip
+                ),
             )
-    return torch.cat(rows)
+
+
+def _cholesky_step(gram: Tensor, g: Tensor, mu: float) -> Tensor | None:
+    """δ = −(JᵀJ + μI)⁻¹ g by Cholesky of ``gram`` + μI (the ``dense``/``chunked`` solve);
+    None when the factorisation fails or δ is not finite."""
+    a = gram.clone()
+    a.diagonal().add_(mu)
+    chol, info = torch.linalg.cholesky_ex(a)
+    if int(info) != 0:
+        return None
+    delta = -torch.cholesky_solve(g.unsqueeze(1), chol).squeeze(1)
+    return delta if bool(torch.isfinite(delta).all()) else None
+
+
+class _Normal:
+    """(1) from JᵀJ and Jᵀr alone (``chunked``): J itself is not kept."""
+
+    def __init__(self, r: Tensor, gram: Tensor, grad: Tensor) -> None:
+        self.r, self.gram, self.grad = r, gram, grad
+
+    def gradient(self) -> Tensor:
+        return self.grad
+
+    def solve(self, g: Tensor, mu: float, group: dict) -> Tensor | None:
+        return _cholesky_step(self.gram, g, mu)
 
 
 class _Dense:
@@ -291,17 +378,16 @@ class _Dense:
     def solve(self, g: Tensor, mu: float, group: dict) -> Tensor | None:
         if self.qr:
             return self._solve_qr(mu)
+        if not self.woodbury:
+            return _cholesky_step(self.gram, g, mu)
         a = self.gram.clone()
         a.diagonal().add_(mu)
         chol, info = torch.linalg.cholesky_ex(a)
         if int(info) != 0:
             return None
-        if self.woodbury:
-            # (JᵀJ + μI)⁻¹ Jᵀ = Jᵀ (JJᵀ + μI)⁻¹
-            y = torch.cholesky_solve(self.r.unsqueeze(1), chol).squeeze(1)
-            delta = -(self.J.t() @ y)
-        else:
-            delta = -torch.cholesky_solve(g.unsqueeze(1), chol).squeeze(1)
+        # (JᵀJ + μI)⁻¹ Jᵀ = Jᵀ (JJᵀ + μI)⁻¹
+        y = torch.cholesky_solve(self.r.unsqueeze(1), chol).squeeze(1)
+        delta = -(self.J.t() @ y)
         return delta if bool(torch.isfinite(delta).all()) else None
 
     def _solve_qr(self, mu: float) -> Tensor | None:
