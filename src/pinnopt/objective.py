@@ -34,7 +34,10 @@ scale (:meth:`pinnopt.optim.lbfgs.LBFGS.objective_changed`); Gauss–Newton / LM
 keep their damping (a fresh Jacobian is formed every step, and the damping is a
 trust-region size, not a model of the old loss); K-FAC keeps its running Kronecker
 factors (they are exponential averages that decay towards the new objective);
+the dense quasi-Newton methods keep their inverse Hessian H (a preconditioner of a
+nearby loss; :meth:`pinnopt.optim.quasi_newton.QuasiNewton.objective_changed`);
 first-order optimizers keep their moments (likewise running averages).
+``benchmarks/objective_change.py`` measures each choice against its opposite.
 
 N_k is the number of points of term k held here, unless ``counts`` gives the
 global number (points sharded across processes): then every shard's r is a
