@@ -20,11 +20,11 @@ import argparse
 import platform
 import sys
 import tempfile
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
 
+from pinnopt.bench.cells import run_cells
 from pinnopt.config import make_config
 from pinnopt.solve import solve
 
@@ -101,11 +101,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         parser.error("--pde-weight: give one value, or one per --noise value")
     cells = [(n, args.optimizer, args.steps, args.time_limit, args.width, args.depth,
               args.observations, w) for n, w in zip(args.noise, weights)]  # fmt: skip
-    if args.jobs > 1:
-        with ProcessPoolExecutor(args.jobs) as pool:
-            rows = [f.result() for f in [pool.submit(run_one, *c) for c in cells]]
-    else:
-        rows = [run_one(*c) for c in cells]
+    rows = run_cells(run_one, cells, args.jobs)
     text = table(rows, command.strip())
     print(text)
     if args.out:

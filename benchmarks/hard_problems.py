@@ -26,11 +26,11 @@ import platform
 import statistics
 import sys
 import tempfile
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
 
+from pinnopt.bench.cells import run_cells
 from pinnopt.config import make_config
 from pinnopt.recipes import recipe_for
 from pinnopt.solve import solve
@@ -218,11 +218,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 continue
             seeds = args.seeds if variant == "recipe" else (args.baseline_seeds or args.seeds)
             cells += [(problem, variant, seed, args.cap, args.steps) for seed in seeds]
-    if args.jobs > 1:
-        with ProcessPoolExecutor(args.jobs) as pool:
-            rows = [f.result() for f in [pool.submit(run_one, *c) for c in cells]]
-    else:
-        rows = [run_one(*c) for c in cells]
+    rows = run_cells(run_one, cells, args.jobs)
     groups = summary(rows)
     text = table(groups, command.strip(), args.cap)
     print(text)

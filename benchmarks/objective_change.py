@@ -21,11 +21,11 @@ import argparse
 import platform
 import sys
 import tempfile
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
 
+from pinnopt.bench.cells import run_cells
 from pinnopt.config import make_config
 from pinnopt.optim.gauss_newton import GaussNewton
 from pinnopt.optim.lbfgs import LBFGS, LBFGS_DEFAULTS
@@ -129,11 +129,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         sys.argv[1:] if argv is None else argv
     )
     cells = [(args.problem, o, args.time_limit, args.period, args.steps) for o in args.optimizers]
-    if args.jobs > 1:
-        with ProcessPoolExecutor(args.jobs) as pool:
-            rows = [f.result() for f in [pool.submit(run_one, *c) for c in cells]]
-    else:
-        rows = [run_one(*c) for c in cells]
+    rows = run_cells(run_one, cells, args.jobs)
     text = table(rows, command.strip())
     print(text)
     if args.out:

@@ -15,11 +15,11 @@ import argparse
 import platform
 import sys
 import tempfile
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
 
+from pinnopt.bench.cells import run_cells
 from pinnopt.config import make_config
 from pinnopt.solve import solve
 
@@ -79,11 +79,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     command = "python benchmarks/weighting.py " + " ".join(sys.argv[1:] if argv is None else argv)
     cells = [(p, m, o, args.steps, args.time_limit, args.period)
              for p in args.problems for o in args.optimizers for m in args.methods]  # fmt: skip
-    if args.jobs > 1:
-        with ProcessPoolExecutor(args.jobs) as pool:
-            rows = [f.result() for f in [pool.submit(run_one, *c) for c in cells]]
-    else:
-        rows = [run_one(*c) for c in cells]
+    rows = run_cells(run_one, cells, args.jobs)
     text = table(rows, command.strip())
     print(text)
     if args.out:
