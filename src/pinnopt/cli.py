@@ -301,16 +301,25 @@ def bench(
         raise typer.Exit(code=exit_code(stop.signum))
 
 
-BLOWUP_EQUATIONS = ("burgers",)
-
-
 @app.command()
 def blowup(
-    equation: Annotated[str, typer.Argument(help="The equation: burgers.")],
-    order: Annotated[int, typer.Option(help="Profile order n >= 0 (λ_n = 1/(2n+2)).")] = 0,
+    equation: Annotated[str, typer.Argument(help="The equation: burgers or ccf.")],
+    order: Annotated[int, typer.Option(help="Profile order n >= 0 (0: stable).")] = 0,
     lambda_mode: Annotated[
-        str, typer.Option("--lambda-mode", help="trainable, projection or funnel.")
-    ] = "trainable",
+        str | None,
+        typer.Option(
+            "--lambda-mode",
+            help="burgers: trainable [default], projection, funnel; "
+            "ccf: funnel [default], trainable.",
+        ),
+    ] = None,
+    bracket: Annotated[
+        tuple[float, float] | None,
+        typer.Option(help="ccf: search λ in [LO, HI] [the equation's, 0.3 1.5]."),
+    ] = None,
+    target: Annotated[
+        float, typer.Option(help="ccf: refine until the max relative residual is below.")
+    ] = 1e-12,
     lambda0: Annotated[
         float | None,
         typer.Option("--lambda0", help="Starting λ (default: --hypernet, else λ_n·0.95)."),
@@ -318,9 +327,13 @@ def blowup(
     hypernet: Annotated[
         Path | None, typer.Option(help="A saved LambdaHyperNet whose prediction starts λ.")
     ] = None,
-    degree: Annotated[int, typer.Option(help="Chebyshev degree of the ansatz.")] = 100,
+    degree: Annotated[
+        int | None, typer.Option(help="Degree of the ansatz [burgers 100; ccf: largest, 39].")
+    ] = None,
     points: Annotated[int, typer.Option(help="Collocation points (> degree).")] = 400,
-    max_steps: Annotated[int, typer.Option("--max-steps", help="Gauss–Newton steps.")] = 200,
+    max_steps: Annotated[
+        int | None, typer.Option("--max-steps", help="GN steps [burgers 200; ccf 30 a stage].")
+    ] = None,
     time_limit: Annotated[
         float | None,
         typer.Option("--time-limit", help="Wall-clock budget in seconds (default: none)."),
@@ -343,11 +356,15 @@ def blowup(
     Ctrl-C or SIGTERM stops the run before its next Gauss–Newton step; the run
     directory is still written (status "interrupted") and the exit code is 128 + signal.
     """
-    from pinnopt.blowup.run import RUN_FILES, OptionError, run_burgers
+    from pinnopt.blowup.catalog import EQUATIONS, get_equation
+    from pinnopt.blowup.run import RUN_FILES, OptionError, burgers_summary, run_burgers
     from pinnopt.train.run_directory import holds_run, next_run_dir
 
-    if equation not in BLOWUP_EQUATIONS:
-        raise ConfigError(f"equation: unknown {equation!r}; allowed: {', '.join(BLOWUP_EQUATIONS)}")
+    try:
+        chosen = get_equation(equation)
+    except ValueError:
+        allowed = ", ".join(EQUATIONS)
+        raise ConfigError(f"equation: unknown {equation!r}; allowed: {allowed}") from None
     if threads < 0:
         raise ConfigError(f"--threads: must be >= 0, got {threads}")
     if threads:
@@ -359,24 +376,30 @@ def blowup(
     elif not overwrite and holds_run(out, RUN_FILES):
         raise ConfigError(f"--out: {out} already holds a run; choose another folder or "
                           "overwrite it (--overwrite)")  # fmt: skip
-    options = dict(degree=degree, points=points, max_steps=max_steps, funnel_scan=funnel_scan,
-                   time_limit=time_limit)  # fmt: skip
+    from pinnopt.blowup.series_run import run_series, series_summary
+
     with StopRequest() as stop:
         try:
-            m = run_burgers(order, out, lambda_mode, lambda0, hypernet, quiet,
-                            should_stop=lambda: stop.requested, **options)  # fmt: skip
+            if chosen.ansatz == "analytic":
+                steps = _given(max_steps, 30)
+                m = run_series(chosen.name, order, out, lambda_mode or "funnel", lambda0, bracket,
+                               _given(degree, 39), target, funnel_scan or 0, quiet, time_limit,
+                               lambda: stop.requested, stage_steps=steps)  # fmt: skip
+            else:
+                steps = _given(max_steps, 200)
+                m = run_burgers(order, out, lambda_mode or "trainable", lambda0, hypernet, quiet,
+                                _given(degree, 100), points, steps, funnel_scan, time_limit,
+                                lambda: stop.requested)  # fmt: skip
         except OptionError as e:
             raise ConfigError(str(e)) from None
-    Console(soft_wrap=True).print(  # soft wrap: one line per line, whatever the width
-        f"burgers order {order}: λ = {m['lambda']:.17g} (exact {m['lambda_exact']:.17g}, "
-        f"rel. error {m['lambda_rel_error']:.2e}), max |residual| = {m['max_residual']:.2e}, "
-        f"max |U − U_exact| = {m['profile_max_error']:.2e} after {m['steps']} steps in "
-        f"{m['seconds']:.1f} s ({m['status']})\n"
-        f"run directory: {out}  ({', '.join(m['files'])})",
-        highlight=False,
-    )
+    summary = series_summary if chosen.ansatz == "analytic" else burgers_summary
+    Console(soft_wrap=True).print(summary(m, out), highlight=False)  # one line per line
     if stop.requested:  # the files are written; report the signal as a shell would
         raise typer.Exit(code=exit_code(stop.signum))
+
+
+def _given(value, default):
+    return default if value is None else value
 
 
 @app.command(name="meta-train")

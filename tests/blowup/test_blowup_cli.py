@@ -112,7 +112,13 @@ def test_a_signal_stops_the_run_and_leaves_its_run_directory(tmp_path, sig):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["kdv"], "equation: unknown 'kdv'; allowed: burgers"),
+        (["kdv"], "equation: unknown 'kdv'; allowed: burgers, ccf"),
+        (["ccf", "--order", "3"], "--order: order 3 is beyond what ccf supports (0 … 2)"),
+        (["ccf", "--lambda-mode", "projection"],
+         "--lambda-mode: unknown 'projection' for ccf; allowed: trainable, funnel"),
+        (["ccf", "--bracket", "1.5", "0.3"], "--bracket: must be two numbers 0 < LO < HI"),
+        (["ccf", "--lambda-mode", "trainable"], "--lambda0: trainable mode needs a starting λ"),
+        (["ccf", "--degree", "2"], "--degree: must be an integer >= 3, got 2"),
         (["burgers", "--lambda-mode", "projected"],
          "--lambda-mode: unknown 'projected'; allowed: trainable, projection, funnel"),
         (["burgers", "--order", "-1"], "--order: must be an integer >= 0, got -1"),
@@ -161,3 +167,24 @@ def test_an_out_folder_holding_a_run_is_refused_unless_overwrite(tmp_path, capsy
     (tmp_path / "runs" / "blowup-burgers-0-1").mkdir(parents=True)
     code, stdout, _ = run_cli(capsys, "blowup", "burgers", *TINY)
     assert code == 0 and "run directory: runs/blowup-burgers-0-2" in stdout
+
+
+def test_ccf_bracket_without_a_sign_change_is_one_line_and_exit_2(tmp_path, capsys):
+    out = tmp_path / "c"
+    code, stdout, err = run_cli(capsys, "blowup", "ccf", "--bracket", "1.3", "1.5", "--degree",
+                                "7", "--quiet", "--out", str(out))  # fmt: skip
+    assert code == 2 and len(err.splitlines()) == 1
+    assert err.startswith("error: --bracket: the bracket [1.3, 1.5] holds 0 resolved sign")
+    assert stdout == "" and not out.exists()
+
+
+def test_ccf_run_writes_the_files_it_names_with_a_stability_count(tmp_path, capsys):
+    out = tmp_path / "c"
+    code, stdout, _ = run_cli(capsys, "blowup", "ccf", "--degree", "7", "--funnel-scan", "1",
+                              "--quiet", "--out", str(out))  # fmt: skip
+    assert code == 0 and stdout.startswith("ccf order 0: λ = 1.18")
+    assert sorted(listed_files(stdout)) == sorted(os.listdir(out))
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["equation"] == "ccf" and m["degree"] == 7 and m["stages"][-1]["degree"] == 7
+    assert m["stability"]["unstable_modes"] == 0 and m["lambda_digits"] is not None
+    assert m["sign_changes"] and m["sign_changes"][0][0] < m["lambda"] < m["sign_changes"][0][1]

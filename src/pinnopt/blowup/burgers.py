@@ -23,6 +23,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from pinnopt.blowup.equation import ProfileEquation, register_equation
+
 
 def _check_order(n: int) -> None:
     if not (isinstance(n, int) and n >= 0):
@@ -80,3 +82,20 @@ def project_lambda(y: Tensor, u: Tensor, du: Tensor) -> Tensor:
     a = y * du - u
     b = (y + u) * du
     return -(a * b).sum() / (a * a).sum()
+
+
+def _burgers_residual(fields: dict[str, Tensor], y: Tensor, lam: Tensor) -> Tensor:
+    return profile_residual(y, fields["f"], fields["df"], lam)
+
+
+BURGERS = register_equation(
+    ProfileEquation(
+        name="burgers",
+        description="inviscid Burgers: −λU + ((1+λ)y + U)U' = 0, λ_n = 1/(2n+2)",
+        residual=_burgers_residual,
+        decay=lambda lam: -lam / (1 + lam),  # U grows like |y|^(λ/(1+λ))
+        slope=-1.0,
+        ansatz="chebyshev",
+        bracket=(0.05, 0.6),
+    )
+)

@@ -34,13 +34,16 @@ def plot_profile(y: Tensor, u: Tensor, exact: Tensor, order: int, path: str | Pa
     plt.close(fig)
 
 
-def plot_residual(y: Tensor, residual: Tensor, history: list[dict], path: str | Path) -> None:
+def plot_residual(y: Tensor, residual: Tensor, history: list[dict], path: str | Path,
+                  label: str = "|−λU + ((1+λ)y + U)U'|", logx: bool = False) -> None:  # fmt: skip
     """|R(y)| of the profile equation on the check grid (left), the loss per step (right)."""
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
     a.semilogy(y.numpy(), np.maximum(np.abs(residual.numpy()), 1e-18), "C3", lw=1)
     a.set_xlabel("y")
-    a.set_ylabel("|−λU + ((1+λ)y + U)U'|")
+    a.set_ylabel(label)
     a.set_title("residual of the profile equation")
+    if logx:
+        a.set_xscale("log")
     steps = [(h["step"], h["loss"]) for h in history if h["kind"] in ("start", "step")]
     if steps:
         b.semilogy(*zip(*steps), "C0.-", ms=3)
@@ -74,10 +77,12 @@ def funnel_axis(offsets: list[float]) -> tuple[float, float, list[float]]:
     return 10.0**lo, float(stride), sorted([-d for d in decades] + [0.0] + decades)
 
 
-def funnel_figure(funnel: list[dict], lam: float, lam_exact: float) -> Figure:
+def funnel_figure(funnel: list[dict], lam: float, lam_exact: float | None,
+                  signed_label: str = "signed residual λ*(U_λ) − λ") -> Figure:  # fmt: skip
     """The funnel: the trained RMS residual (left) and the signed residual (right) against
-    the relative offset (λ − λ_found)/λ_found, with the exact λ marked."""
-    offsets = [f["lambda"] / lam - 1 for f in funnel] + [lam_exact / lam - 1]
+    the relative offset (λ − λ_found)/λ_found, with the exact λ marked when there is one."""
+    offsets = [f["lambda"] / lam - 1 for f in funnel]
+    offsets += [] if lam_exact is None else [lam_exact / lam - 1]
     linthresh, linscale, ticks = funnel_axis(offsets)
     edge = max(abs(t) for t in ticks) * 10**0.3
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
@@ -90,7 +95,8 @@ def funnel_figure(funnel: list[dict], lam: float, lam_exact: float) -> Figure:
             a.semilogy(d, rms, style, label=name)
             b.plot(d, signed, style, label=name)
     for ax in (a, b):
-        ax.axvline(lam_exact / lam - 1, color="k", ls=":", lw=1, label="exact λ")
+        if lam_exact is not None:
+            ax.axvline(lam_exact / lam - 1, color="k", ls=":", lw=1, label="exact λ")
         ax.set_xlabel("(λ − λ_found) / λ_found")
         ax.set_xscale("symlog", linthresh=linthresh, linscale=linscale)
         ax.set_xticks(ticks)
@@ -98,15 +104,32 @@ def funnel_figure(funnel: list[dict], lam: float, lam_exact: float) -> Figure:
         ax.grid(True, which="major", alpha=0.3)
         ax.legend(fontsize=8)
     a.set_ylabel("RMS residual after training at fixed λ")
-    b.set_ylabel("signed residual λ*(U_λ) − λ")
+    b.set_ylabel(signed_label)
     b.axhline(0, color="grey", lw=1)
     fig.suptitle(f"funnel around λ = {lam:.16g}")
     fig.tight_layout()
     return fig
 
 
-def plot_funnel(funnel: list[dict], lam: float, lam_exact: float, path: str | Path) -> None:
+def plot_funnel(funnel: list[dict], lam: float, lam_exact: float | None, path: str | Path,
+                **options: str) -> None:  # fmt: skip
     """Save :func:`funnel_figure` to ``path``."""
-    fig = funnel_figure(funnel, lam, lam_exact)
+    fig = funnel_figure(funnel, lam, lam_exact, **options)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_series_profile(y: Tensor, fields: dict[str, Tensor], name: str, lam: float,
+                        path: str | Path) -> None:  # fmt: skip
+    """The profile f, its Hilbert transform H f and U against y ≥ 0 (log x axis)."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for key, label in (("f", "profile Ω"), ("hf", "H Ω = U'"), ("U", "U")):
+        ax.plot(y.numpy(), fields[key].numpy(), label=label)
+    ax.set_xscale("log")
+    ax.set_xlabel("y")
+    ax.set_title(f"{name} profile, λ = {lam:.12g}")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -167,6 +167,17 @@ def run_burgers(
     return write_run(result, metrics, out)
 
 
+def burgers_summary(m: dict[str, Any], out: Path) -> str:
+    """The two lines ``pinnopt blowup burgers`` prints."""
+    return (
+        f"burgers order {m['order']}: λ = {m['lambda']:.17g} (exact {m['lambda_exact']:.17g}, "
+        f"rel. error {m['lambda_rel_error']:.2e}), max |residual| = {m['max_residual']:.2e}, "
+        f"max |U − U_exact| = {m['profile_max_error']:.2e} after {m['steps']} steps in "
+        f"{m['seconds']:.1f} s ({m['status']})\n"
+        f"run directory: {out}  ({', '.join(m['files'])})"
+    )
+
+
 def write_run(result: ProfileResult, metrics: dict[str, Any], out: Path) -> dict[str, Any]:
     """Write the run directory (module docstring); the metrics with ``files``, the names
     of the files written, metrics.json last."""

@@ -1,0 +1,410 @@
+"""Find a self-similar profile and λ of an equation with the Hilbert-exact analytic series.
+
+The unknowns are the coefficients of :class:`~pinnopt.blowup.analytic_series.AnalyticSeries`
+and λ. The least-squares problem has, at M collocation points y > 0 (the profile is odd),
+
+    r_i = E(f, λ)(y_i) / (1 + y_i²)^(−a/2) / √M,         (the equation, relative far away)
+    r_{M+1} = f'(0) − slope,                              (the normalisation)
+    r_{M+2} = λ − rule(f at 0)        (when λ is trainable and the equation has a λ rule)
+
+and Gauss–Newton solves it with the QR back end (as for Burgers, docs/blowup.md). The
+points are Chebyshev nodes in |ρ| = (1 + y²)^(−a/2) ∈ (0, 1), which reach y ~ 10¹⁰.
+
+**Resolution refinement.** The degree starts small and grows by ``degree_step`` per stage,
+each stage warm-started from the last (new coefficients zero): until the largest relative
+residual at the points is below ``target``, or two stages in a row lower it by less than
+a factor 1/0.8 (it stopped improving), or ``max_degree`` is reached. Starting large from a
+cold start lands in other minima of the loss (seen for CCF); growing keeps the iterate in
+the basin of the profile.
+
+**λ modes.**
+
+* ``trainable``: λ starts at ``lam0`` and is one more unknown (with the rule row);
+* ``funnel``: no λ is given, only a ``bracket``. λ is scanned on a grid in the bracket;
+  at each λ the profile is fitted at fixed λ and the signed residual
+  s(λ) = rule(f) − λ is read (it vanishes at a profile). The sign changes where the fit
+  resolves the profile (RMS residual below ``resolved``) are the profiles in the bracket,
+  ordered by decreasing λ: order 0 is the one with the largest λ (for Burgers λ_n falls
+  with n). False position closes in on the chosen one, and the trainable mode polishes
+  it. A bracket with too few sign changes raises :class:`BracketError`.
+
+``funnel_scan`` K then fits at λ (1 ± 10⁻ᵏ), k = 1 … K: the residual there against the
+residual at λ says how many digits of λ the solve justifies (:func:`justified_digits`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from pinnopt.blowup.analytic_series import AnalyticSeries
+from pinnopt.blowup.equation import ProfileEquation
+from pinnopt.optim.gauss_newton import GaussNewton
+
+LAMBDA_MODES = ("trainable", "funnel")
+CHECK_Y = (100.0, 20000, 12.0, 400)  # dense y in (0, 100], then 10^2 … 10^12, log-spaced
+RESOLVED = 1e-3  # a fixed-λ fit resolves the profile when its RMS residual is below this
+
+
+class BracketError(ValueError):
+    """The bracket holds fewer resolved sign changes of s(λ) than the order asks for."""
+
+
+class Stopped(Exception):
+    """Raised between two Gauss–Newton steps to end the search; ``status`` says why."""
+
+    def __init__(self, status: str) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+def check_points(dtype: torch.dtype = torch.float64) -> Tensor:
+    """The check grid of y ≥ 0 (the profile is odd, so this is the whole line)."""
+    top, n, far, n_far = CHECK_Y
+    dense = torch.linspace(0, top, n + 1, dtype=dtype)[1:]
+    return torch.cat([dense, torch.logspace(2, far, n_far, dtype=dtype)[1:]])
+
+
+def collocation_points(m: int, a: float, scale: float = 1.0) -> Tensor:
+    """m points y > 0 at the Chebyshev nodes of |ρ| = (1 + (y/L)²)^(−a/2) in (0, 1)."""
+    s = (1 + torch.cos(math.pi * (torch.arange(m, dtype=torch.float64) + 0.5) / m)) / 2
+    return scale * torch.sqrt(s ** (-2 / a) - 1)
+
+
+def justified_digits(funnel: list[dict], lam: float, rms: float) -> int:
+    """The largest k such that the fits at λ (1 ± 10⁻ᵏ) both have an RMS residual above
+    twice the found profile's ``rms``: λ is resolved to about k significant digits (0 when
+    even 10 % off fits as well)."""
+    digits = 0
+    for k in range(1, 17):
+        near = [f["rms"] for f in funnel if f["kind"] == "scan"
+                and math.isclose(abs(f["lambda"] / lam - 1), 10.0**-k, rel_tol=1e-6)]  # fmt: skip
+        if len(near) < 2 or min(near) <= 2 * rms:
+            break
+        digits = k
+    return digits
+
+
+class _Fit:
+    """Gauss–Newton on one series at M points: λ trainable (with the rule row) or held."""
+
+    def __init__(self, equation: ProfileEquation, model: AnalyticSeries, points: int,
+                 damping: float) -> None:  # fmt: skip
+        self.equation, self.model = equation, model
+        self.trainable = isinstance(model.lam, torch.nn.Parameter)
+        self.y = collocation_points(points, float(equation.decay(model.lam.detach())), model.scale)
+        self.zero = torch.zeros(1, dtype=self.y.dtype)
+        self.params = [model.coeffs] + ([model.lam] if self.trainable else [])
+        self.optimizer = GaussNewton(self.params, solver="qr", damping=damping)
+        self.loss = self.current_loss()
+        self.stalled = False
+
+    def residual(self, coeffs: Tensor, lam: Tensor) -> Tensor:
+        eq, y = self.equation, self.y
+        f = self.model.fields(y, coeffs, lam)
+        at0 = self.model.fields(self.zero, coeffs, lam)
+        rows = [eq.residual(f, y, lam) / eq.weight(y, lam) / math.sqrt(len(y)),
+                (at0["df"] - eq.slope).reshape(1)]  # fmt: skip
+        if self.trainable and eq.lambda_rule is not None:
+            rows.append((lam - eq.lambda_rule(at0)).reshape(1))
+        return torch.cat(rows)
+
+    def __call__(self) -> Tensor:
+        return self.residual(self.model.coeffs, self.model.lam)
+
+    def jacobian(self, params) -> tuple[Tensor, Tensor]:
+        c, lam = self.model.coeffs.detach(), self.model.lam.detach()
+        with torch.no_grad():
+            r = self.residual(c, lam)
+        if self.trainable:
+            jc, jl = torch.func.jacfwd(self.residual, argnums=(0, 1))(c, lam)
+            return r, torch.cat([jc, jl.unsqueeze(1)], 1)
+        return r, torch.func.jacfwd(self.residual)(c, lam)
+
+    @torch.no_grad()
+    def current_loss(self) -> float:
+        r = self()
+        return float(0.5 * r.dot(r))
+
+    def step(self) -> float:
+        before = self.loss
+        self.optimizer.step(self)
+        self.loss = self.current_loss()
+        self.stalled = not self.loss < before
+        return self.loss
+
+    @torch.no_grad()
+    def max_relative_residual(self) -> float:
+        f = self.model.fields(self.y)
+        eq = self.equation
+        return float((eq.residual(f, self.y, self.model.lam) / eq.weight(self.y, self.model.lam))
+                     .abs().max())  # fmt: skip
+
+    @torch.no_grad()
+    def signed(self) -> float:
+        """rule(f) − λ: the correction of λ the fitted profile asks for."""
+        at0 = self.model.fields(self.zero)
+        return float(self.equation.lambda_rule(at0) - self.model.lam)
+
+
+def bare_series(equation: ProfileEquation, lam: float, degree: int, scale: float,
+                trainable: bool) -> AnalyticSeries:  # fmt: skip
+    """The series B = c q^b with c set so that f'(0) = slope: the start of every search."""
+    model = AnalyticSeries(degree, lam, equation.decay, scale, trainable_lambda=trainable)
+    b = 1 - float(equation.decay(torch.tensor(lam, dtype=torch.float64)))
+    with torch.no_grad():
+        model.coeffs[0] = -equation.slope * scale**2 / (b * (b - 1))
+    return model
+
+
+@dataclass
+class SeriesResult:
+    """What :func:`find_series_profile` found, and how."""
+
+    equation: ProfileEquation
+    order: int
+    lambda_mode: str
+    lam: float
+    lam0: float | None
+    model: AnalyticSeries
+    steps: int = 0
+    seconds: float = 0.0
+    status: str = "completed"  # completed | time_limit | interrupted
+    history: list[dict] = field(default_factory=list)  # step, loss, lambda, degree, kind
+    stages: list[dict] = field(default_factory=list)  # degree, points, loss, max residual
+    funnel: list[dict] = field(default_factory=list)  # lambda, rms, signed, kind
+    roots: list[tuple[float, float]] = field(default_factory=list)  # sign-change brackets
+
+    @torch.no_grad()
+    def check(self) -> dict[str, float]:
+        """On :func:`check_points`: max |E|, max |E|/(1+y²)^(−a/2), the λ rule's mismatch
+        and the drift of the first integral, max |I(y) − I(0)| / (1 + |λ F(y)|)."""
+        eq, model = self.equation, self.model
+        y = check_points()
+        f = model.fields(y)
+        lam = model.lam.detach()
+        e = eq.residual(f, y, lam)
+        out = {
+            "max_residual": float(e.abs().max()),
+            "max_relative_residual": float((e / eq.weight(y, lam)).abs().max()),
+        }
+        at0 = model.fields(torch.zeros(1, dtype=y.dtype))
+        if eq.lambda_rule is not None:
+            out["lambda_rule_error"] = float((eq.lambda_rule(at0) - lam).abs().max())
+        if eq.first_integral is not None:
+            drift = eq.first_integral(f, y, lam) - eq.first_integral(at0, at0["f"] * 0, lam)
+            out["first_integral_error"] = float((drift / (1 + (lam * f["F"]).abs())).abs().max())
+        return out
+
+    def metrics(self) -> dict:
+        rms = self.funnel[-1]["rms"] if self.funnel else math.nan
+        found = [f for f in self.funnel if f["kind"] == "found"]
+        scanned = any(f["kind"] == "scan" for f in self.funnel)
+        digits = justified_digits(self.funnel, self.lam, found[-1]["rms"]) if scanned else None
+        return {
+            "equation": self.equation.name,
+            "order": self.order,
+            "lambda_mode": self.lambda_mode,
+            "status": self.status,
+            "lambda": self.lam,
+            "lambda0": self.lam0,
+            "lambda_digits": digits,
+            **self.check(),
+            "rms_residual": rms if not found else found[-1]["rms"],
+            "degree": self.model.degree,
+            "stages": self.stages,
+            "sign_changes": [list(r) for r in self.roots],
+            "steps": self.steps,
+            "seconds": self.seconds,
+        }
+
+
+def find_series_profile(
+    equation: ProfileEquation,
+    order: int = 0,
+    lambda_mode: str = "funnel",
+    lam0: float | None = None,
+    bracket: tuple[float, float] | None = None,
+    start_degree: int = 3,
+    degree_step: int = 4,
+    max_degree: int = 39,
+    points_per_term: int = 4,
+    stage_steps: int = 30,
+    target: float = 1e-12,
+    scan_points: int = 13,
+    scan_degree: int = 15,
+    funnel_scan: int = 0,
+    scale: float = 1.0,
+    damping: float = 1e-3,
+    callback: Callable[[dict], None] | None = None,
+    time_limit: float | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    checkpoint: Callable[[AnalyticSeries], None] | None = None,
+) -> SeriesResult:
+    """The order-``order`` profile of ``equation`` and its λ (module docstring).
+
+    ``trainable`` starts at ``lam0``; ``funnel`` searches ``bracket`` (default: the
+    equation's). Before each Gauss–Newton step the search ends early with status
+    "time_limit" once ``time_limit`` seconds have passed, or "interrupted" once
+    ``should_stop()`` is True; ``checkpoint(model)`` sees the profile after each stage.
+    """
+    equation.check_order(order)
+    if equation.ansatz != "analytic":
+        raise ValueError(f"{equation.name} uses the {equation.ansatz} ansatz, not the series")
+    if lambda_mode not in LAMBDA_MODES:
+        raise ValueError(
+            f"lambda_mode must be one of {', '.join(LAMBDA_MODES)}, got {lambda_mode!r}"
+        )
+    if lambda_mode == "trainable" and not (lam0 is not None and math.isfinite(lam0) and lam0 > 0):
+        raise ValueError(f"lambda0 must be a number > 0 in trainable mode, got {lam0}")
+    if lambda_mode == "funnel" and equation.lambda_rule is None:
+        raise ValueError(f"the funnel needs a λ rule, which {equation.name} does not have")
+    bracket = equation.bracket if bracket is None else tuple(bracket)
+    if not (len(bracket) == 2 and 0 < bracket[0] < bracket[1]):
+        raise ValueError(f"bracket must be two numbers 0 < lo < hi, got {bracket}")
+    if not (0 <= start_degree <= max_degree and degree_step >= 1):
+        raise ValueError("need 0 <= start_degree <= max_degree and degree_step >= 1")
+    start = time.perf_counter()
+    model = bare_series(equation, lam0 if lam0 is not None else sum(bracket) / 2,
+                        start_degree, scale, trainable=True)  # fmt: skip
+    result = SeriesResult(equation, order, lambda_mode, float(model.lam.detach()), lam0, model)
+
+    def record(kind: str, loss: float, lam: float, degree: int) -> None:
+        entry = {"step": result.steps, "loss": loss, "lambda": lam, "degree": degree,
+                 "seconds": time.perf_counter() - start, "kind": kind}  # fmt: skip
+        result.history.append(entry)
+        if callback is not None:
+            callback(entry)
+
+    def tick() -> None:
+        if should_stop is not None and should_stop():
+            raise Stopped("interrupted")
+        if time_limit is not None and time.perf_counter() - start >= time_limit:
+            raise Stopped("time_limit")
+
+    def train(fit: _Fit, steps: int, kind: str) -> None:
+        for _ in range(steps):
+            tick()
+            fit.step()
+            result.steps += 1
+            if kind == "step":
+                record(kind, fit.loss, float(fit.model.lam.detach()), fit.model.degree)
+            if fit.stalled or fit.loss < 1e-32:
+                return
+
+    def fixed(lam: float, degree: int, state: Tensor | None = None) -> _Fit:
+        """Fit at fixed λ, growing the degree from ``start_degree`` (or from ``state``)."""
+        probe = bare_series(equation, lam, start_degree, scale, trainable=False)
+        if state is not None:
+            probe.grow(state.numel() - 1)
+            with torch.no_grad():
+                probe.coeffs.copy_(state)
+        while True:
+            fit = _Fit(equation, probe, points_per_term * (probe.degree + 1), damping)
+            train(fit, stage_steps, "fixed")
+            if probe.degree >= degree:
+                return fit
+            probe.grow(min(probe.degree + degree_step, degree))
+
+    def probe_at(lam: float, kind: str, degree: int, state: Tensor | None = None) -> _Fit:
+        fit = fixed(lam, degree, state)
+        rms = math.sqrt(2 * fit.loss)
+        result.funnel.append({"lambda": lam, "rms": rms, "signed": fit.signed(), "kind": kind})
+        record(kind, fit.loss, lam, fit.model.degree)
+        return fit
+
+    try:
+        if lambda_mode == "funnel":
+            lam_star, state = _search_bracket(result, probe_at, bracket, order, scan_points,
+                                              scan_degree)  # fmt: skip
+            model.set_lambda(lam_star)
+            state = state[: max_degree + 1]  # the scan's degree may exceed max_degree
+            model.grow(state.numel() - 1)
+            with torch.no_grad():
+                model.coeffs.copy_(state)
+        _refine(result, model, equation, train, record, points_per_term, stage_steps,
+                degree_step, max_degree, target, damping, checkpoint)  # fmt: skip
+    except Stopped as stop:
+        result.status = stop.status
+    result.lam = float(model.lam.detach())
+    final = _Fit(equation, model, points_per_term * (model.degree + 1), damping)
+    result.funnel.append({"lambda": result.lam, "rms": math.sqrt(2 * final.loss),
+                          "signed": final.signed() if equation.lambda_rule else math.nan,
+                          "kind": "found"})  # fmt: skip
+    if result.status == "completed":
+        try:
+            for k in range(1, funnel_scan + 1):
+                for sign in (-1, 1):
+                    probe_at(result.lam * (1 + sign * 10.0**-k), "scan", model.degree,
+                             model.coeffs.detach().clone())  # fmt: skip
+        except Stopped as stop:
+            result.status = stop.status
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _search_bracket(result: SeriesResult, probe_at: Callable, bracket: tuple[float, float],
+                    order: int, scan_points: int, degree: int) -> tuple[float, Tensor]:  # fmt: skip
+    """Scan the bracket, pick the order-th resolved sign change (largest λ first), close in by
+    false position (Illinois); the λ with the smallest |s| and its fitted coefficients."""
+    lo, hi = bracket
+    grid = [lo + (hi - lo) * i / (scan_points - 1) for i in range(scan_points)]
+    fits = [(lam, probe_at(lam, "funnel", degree)) for lam in grid]
+    values = [(lam, fit.signed(), math.sqrt(2 * fit.loss), fit) for lam, fit in fits]
+    for (la, sa, ra, _), (lb, sb, rb, _) in zip(values, values[1:]):
+        if sa * sb < 0 and max(ra, rb) < RESOLVED:
+            result.roots.append((la, lb))
+    result.roots.sort(reverse=True)
+    if len(result.roots) <= order:
+        raise BracketError(
+            f"the bracket [{lo:g}, {hi:g}] holds {len(result.roots)} resolved sign change(s) of "
+            f"the signed residual; order {order} needs {order + 1}"
+        )
+    (la, lb) = result.roots[order]
+    by_lam = {lam: (s, fit) for lam, s, _, fit in values}
+    (sa, fa), (sb, fb) = by_lam[la], by_lam[lb]
+    best = min([(abs(sa), la, fa), (abs(sb), lb, fb)], key=lambda t: t[0])
+    side = 0
+    for _ in range(12):
+        if abs(lb - la) <= 1e-12 * abs(lb):
+            break
+        lc = (la * sb - lb * sa) / (sb - sa)
+        fc = probe_at(lc, "funnel", degree, best[2].model.coeffs.detach().clone())
+        sc = fc.signed()
+        best = min(best, (abs(sc), lc, fc), key=lambda t: t[0])
+        if sc == 0:
+            break
+        if sc * sb < 0:
+            la, sa, side = lb, sb, 0
+        else:
+            sa, side = (sa / 2 if side == 1 else sa), 1
+        lb, sb = lc, sc
+    return best[1], best[2].model.coeffs.detach().clone()
+
+
+def _refine(result, model, equation, train, record, points_per_term, stage_steps, degree_step,
+            max_degree, target, damping, checkpoint) -> None:  # fmt: skip
+    """Resolution refinement with λ trainable: grow the degree until the largest relative
+    residual at the points is below ``target``, stops improving, or max_degree is reached."""
+    worse = 0
+    best = math.inf
+    while True:
+        fit = _Fit(equation, model, points_per_term * (model.degree + 1), damping)
+        record("start", fit.loss, float(model.lam.detach()), model.degree)
+        train(fit, stage_steps, "step")
+        worst = fit.max_relative_residual()
+        stage = {"degree": model.degree, "points": len(fit.y), "loss": fit.loss,
+                 "max_relative_residual": worst, "lambda": float(model.lam.detach())}  # fmt: skip
+        result.stages.append(stage)
+        if checkpoint is not None:
+            checkpoint(model)
+        worse = worse + 1 if worst > 0.8 * best else 0
+        best = min(best, worst)
+        if worst <= target or worse >= 2 or model.degree >= max_degree:
+            return
+        model.grow(min(model.degree + degree_step, max_degree))
