@@ -72,16 +72,15 @@ def hilbert_by_quadrature(f, x: float) -> float:
 @pytest.fixture(scope="module")
 def ccf():
     equation = get_equation("ccf")
-    return equation, find_series_profile(equation, 0, "trainable", lam0=1.0,
-                                         max_degree=15)  # fmt: skip
+    return equation, find_series_profile(equation, 0, "trainable", lam0=1.0, max_degree=11)
 
 
 def test_ccf_profile_satisfies_its_equation_rule_and_first_integral(ccf):
     _, result = ccf
     check = result.check()
-    assert check["max_relative_residual"] < 3e-5
+    assert check["max_relative_residual"] < 1e-4
     assert check["lambda_rule_error"] < 1e-8
-    assert check["first_integral_error"] < 3e-5
+    assert check["first_integral_error"] < 1e-4
     y = torch.linspace(0.01, 20, 200, dtype=torch.float64)
     f = result.model.fields(y)["f"].detach()
     assert bool((f < 0).all())  # the stable profile has no zero on y > 0
@@ -89,7 +88,7 @@ def test_ccf_profile_satisfies_its_equation_rule_and_first_integral(ccf):
 
 def test_ccf_funnel_from_the_bracket_finds_the_same_profile(ccf):
     equation, trained = ccf
-    found = find_series_profile(equation, 0, "funnel", bracket=(0.3, 1.5), max_degree=15)
+    found = find_series_profile(equation, 0, "funnel", bracket=(0.3, 1.5), max_degree=11)
     assert len(found.roots) >= 1 and found.roots[0][0] < found.lam < found.roots[0][1]
     assert found.lam == pytest.approx(trained.lam, rel=1e-5)
 
@@ -112,7 +111,7 @@ def test_a_user_added_equation_runs_and_agrees_with_the_builtin_one(ccf):
     spec = importlib.util.spec_from_file_location("blowup_custom_equation", EXAMPLE)
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
-    lam = example.main(a=-1.0, max_degree=15)  # gCLM at a = −1 is CCF, written out anew
+    lam = example.main(a=-1.0, max_degree=11)  # gCLM at a = −1 is CCF, written out anew
     assert lam == pytest.approx(ccf[1].lam, rel=1e-5)
 
 

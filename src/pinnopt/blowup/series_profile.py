@@ -22,8 +22,9 @@ the basin of the profile.
 * ``trainable``: λ starts at ``lam0`` and is one more unknown (with the rule row);
 * ``funnel``: no λ is given, only a ``bracket``. λ is scanned on a grid in the bracket;
   at each λ the profile is fitted at fixed λ and the signed residual
-  s(λ) = rule(f) − λ is read (it vanishes at a profile). The sign changes where the fit
-  resolves the profile (RMS residual below ``resolved``) are the profiles in the bracket,
+  s(λ) = rule(f) − λ is read (it vanishes at a profile). The sign changes where the fits
+  resolve a profile (both RMS residuals within a factor ``RESOLVED`` = 10 of the best fit
+  of the scan: a sign change between two poor fits is noise) are the profiles in the bracket,
   ordered by decreasing λ: order 0 is the one with the largest λ (for Burgers λ_n falls
   with n). False position closes in on the chosen one, and the trainable mode polishes
   it. A bracket with too few sign changes raises :class:`BracketError`.
@@ -48,7 +49,7 @@ from pinnopt.optim.gauss_newton import GaussNewton
 
 LAMBDA_MODES = ("trainable", "funnel")
 CHECK_Y = (100.0, 20000, 12.0, 400)  # dense y in (0, 100], then 10^2 … 10^12, log-spaced
-RESOLVED = 1e-3  # a fixed-λ fit resolves the profile when its RMS residual is below this
+RESOLVED = 10.0  # a sign change counts when its fits are within this factor of the best fit
 
 
 class BracketError(ValueError):
@@ -237,7 +238,8 @@ def find_series_profile(
     stage_steps: int = 30,
     target: float = 1e-12,
     scan_points: int = 13,
-    scan_degree: int = 15,
+    scan_degree: int = 11,
+    scan_steps: int = 10,
     funnel_scan: int = 0,
     scale: float = 1.0,
     damping: float = 1e-3,
@@ -298,7 +300,8 @@ def find_series_profile(
                 return
 
     def fixed(lam: float, degree: int, state: Tensor | None = None) -> _Fit:
-        """Fit at fixed λ, growing the degree from ``start_degree`` (or from ``state``)."""
+        """Fit at fixed λ, growing the degree from ``start_degree`` (or from ``state``),
+        ``scan_steps`` Gauss–Newton steps a stage."""
         probe = bare_series(equation, lam, start_degree, scale, trainable=False)
         if state is not None:
             probe.grow(state.numel() - 1)
@@ -306,7 +309,7 @@ def find_series_profile(
                 probe.coeffs.copy_(state)
         while True:
             fit = _Fit(equation, probe, points_per_term * (probe.degree + 1), damping)
-            train(fit, stage_steps, "fixed")
+            train(fit, scan_steps, "fixed")
             if probe.degree >= degree:
                 return fit
             probe.grow(min(probe.degree + degree_step, degree))
@@ -356,8 +359,9 @@ def _search_bracket(result: SeriesResult, probe_at: Callable, bracket: tuple[flo
     grid = [lo + (hi - lo) * i / (scan_points - 1) for i in range(scan_points)]
     fits = [(lam, probe_at(lam, "funnel", degree)) for lam in grid]
     values = [(lam, fit.signed(), math.sqrt(2 * fit.loss), fit) for lam, fit in fits]
+    best_rms = min(v[2] for v in values)
     for (la, sa, ra, _), (lb, sb, rb, _) in zip(values, values[1:]):
-        if sa * sb < 0 and max(ra, rb) < RESOLVED:
+        if sa * sb < 0 and max(ra, rb) <= RESOLVED * best_rms:
             result.roots.append((la, lb))
     result.roots.sort(reverse=True)
     if len(result.roots) <= order:
