@@ -23,13 +23,13 @@ demo: install
 
 # two test workers: CI has 2 cores; on a fresh clone the suite (1213 tests) took 4.8 min with them
 test: install
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/ruff format --check src tests benchmarks examples
 	$(BIN)/pytest -n 2 --cov=pinnopt --cov-report=term:skip-covered
 
 format: install
-	$(BIN)/ruff format src tests benchmarks
-	$(BIN)/ruff check --fix src tests benchmarks
+	$(BIN)/ruff format src tests benchmarks examples
+	$(BIN)/ruff check --fix src tests benchmarks examples
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .coverage

@@ -328,7 +328,8 @@ def blowup(
         Path | None, typer.Option(help="A saved LambdaHyperNet whose prediction starts λ.")
     ] = None,
     degree: Annotated[
-        int | None, typer.Option(help="Degree of the ansatz [burgers 100; ccf: largest, 39].")
+        int | None,
+        typer.Option(help="Degree [burgers: 100, 200, 300 until max|R| < 1e-13; ccf: up to 39]."),
     ] = None,
     points: Annotated[int, typer.Option(help="Collocation points (> degree).")] = 400,
     max_steps: Annotated[
@@ -388,7 +389,7 @@ def blowup(
             else:
                 steps = _given(max_steps, 200)
                 m = run_burgers(order, out, lambda_mode or "trainable", lambda0, hypernet, quiet,
-                                _given(degree, 100), points, steps, funnel_scan, time_limit,
+                                degree, points, steps, funnel_scan, time_limit,
                                 lambda: stop.requested)  # fmt: skip
         except OptionError as e:
             raise ConfigError(str(e)) from None

@@ -82,3 +82,16 @@ def test_funnel_brackets_the_root_and_draws_a_funnel():
     best = min(f["rms"] for f in found)
     assert all(f["rms"] > 10 * best for f in scan)
     assert math.isclose(result.lam_exact, burgers_lambda(0))
+
+
+def test_resolution_refinement_grows_the_degree_until_the_target():
+    from pinnopt.blowup.profile import refine_profile
+
+    result = refine_profile(0, 0.48, degrees=(6, 12, 24), target=1e-4, max_steps=15)
+    worst = [s["max_residual"] for s in result.stages]
+    assert [s["degree"] for s in result.stages] == [6, 12]  # 24 not needed
+    assert worst[0] > 1e-4 >= worst[1] == result.check()["max_residual"]
+    assert result.model.series.degree == 12 and result.steps == sum(
+        s["steps"] for s in result.stages
+    )
+    assert [h["step"] for h in result.history] == sorted(h["step"] for h in result.history)

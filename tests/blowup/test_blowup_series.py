@@ -135,3 +135,20 @@ def test_burgers_spectrum_matches_the_known_one(order):
     np.testing.assert_allclose(np.sort(converged.real)[::-1][: order + 2], known, atol=1e-6)
     count, unstable = count_unstable(converged)
     assert count == order
+
+
+def test_blowup_ccf_benchmark_smoke(tmp_path, load_benchmark):
+    module = load_benchmark("blowup_ccf")
+    module.main(["--smoke", "--orders", "0", "--out", str(tmp_path)])
+    text = (tmp_path / "results.md").read_text()
+    assert "| 0 | 1.18" in text and "| 7 | 32 |" in text
+    assert (tmp_path / "convergence.png").is_file()
+    assert (tmp_path / "runs" / "ccf-0" / "metrics.json").is_file()
+
+
+def test_blowup_orders_benchmark_smoke(tmp_path, load_benchmark):
+    module = load_benchmark("blowup_orders")
+    module.main(["--smoke", "--orders", "1", "--out", str(tmp_path)])
+    text = (tmp_path / "results.md").read_text()
+    assert "| 1 | " in text and "(1) |" in text
+    assert (tmp_path / "runs" / "burgers-1" / "profile.pt").is_file()

@@ -81,6 +81,7 @@ class ProfileResult:
     history: list[dict] = field(default_factory=list)  # step, loss, lambda, seconds
     funnel: list[dict] = field(default_factory=list)  # lambda, rms, signed, kind
     status: str = "completed"  # completed | time_limit | interrupted
+    stages: list[dict] = field(default_factory=list)  # degree, max_residual, lambda, steps
 
     @property
     def lam_exact(self) -> float:
@@ -112,6 +113,7 @@ class ProfileResult:
             "steps": self.steps,
             "seconds": self.seconds,
             "degree": self.model.series.degree,
+            "stages": self.stages,
         }
 
 
@@ -240,8 +242,10 @@ def find_profile(
     should_stop: Callable[[], bool] | None = None,
     checkpoint: Callable[[BurgersAnsatz], None] | None = None,
     checkpoint_every: int = 10,
+    initial: BurgersAnsatz | None = None,
 ) -> ProfileResult:
-    """The order-``order`` profile and λ, starting from λ = ``lam0`` and U = the bare ansatz.
+    """The order-``order`` profile and λ, starting from λ = ``lam0`` and U = the bare ansatz
+    (or ``initial``'s coefficients, padded with zeros up to ``degree``).
 
     Stops after ``max_steps`` Gauss–Newton steps, when the loss is below ``tol``, or
     when no step lowers it any more; in ``funnel`` mode the trainings at fixed λ share
@@ -276,6 +280,11 @@ def find_profile(
     if time_limit is not None and not time_limit > 0:
         raise ValueError(f"time_limit must be > 0 seconds, got {time_limit}")
     model = BurgersAnsatz(order, lam0, degree=degree, trainable_lambda=lambda_mode == "trainable")
+    if initial is not None:
+        if initial.series.degree > degree:
+            raise ValueError(f"initial degree {initial.series.degree} exceeds degree {degree}")
+        with torch.no_grad():
+            model.series.coeffs[..., : initial.series.degree + 1] = initial.series.coeffs
     solver = _ProfileSolver(model, points, damping, project=lambda_mode == "projection")
     result = ProfileResult(order, lambda_mode, lam0, lam0, 0, 0.0, model)
     start = time.perf_counter()
@@ -411,3 +420,53 @@ def _funnel(solver: _ProfileSolver, at: Callable, budget_left: Callable[[], bool
         model.load_state_dict(best[2])
         solver.optimizer.state.clear()
         solver.loss = solver.current_loss()
+
+
+DEGREES = (100, 200, 300)  # resolution refinement: the degrees tried in turn
+TARGET = 1e-13  # … until max |R| on the check grid is below this
+
+
+def refine_profile(
+    order: int,
+    lam0: float,
+    lambda_mode: str = "trainable",
+    degrees: tuple[int, ...] = DEGREES,
+    target: float = TARGET,
+    points_per_degree: int = 4,
+    **options,
+) -> ProfileResult:
+    """:func:`find_profile` at ``degrees[0]``, then at each next degree (warm-started from
+    the last profile, points = ``points_per_degree`` × degree) while max |R| on the check
+    grid is above ``target`` and the last degree lowered it at least tenfold. A ``funnel``
+    search runs once; the later degrees polish its profile with λ trainable. ``options``
+    go to :func:`find_profile` (``time_limit`` counts for the whole refinement)."""
+    if not degrees or any(not (isinstance(d, int) and d >= 1) for d in degrees):
+        raise ValueError(f"degrees must be integers >= 1, got {degrees!r}")
+    limit = options.pop("time_limit", None)
+    start = time.perf_counter()
+    result, previous = None, math.inf
+    for degree in degrees:
+        left = None if limit is None else max(limit - (time.perf_counter() - start), 1e-9)
+        mode = lambda_mode if result is None or lambda_mode != "funnel" else "trainable"
+        scan = options.get("funnel_scan") if result is None else 0
+        step = find_profile(
+            order, lam0 if result is None else result.lam, mode, degree=degree,
+            points=points_per_degree * degree, time_limit=left,
+            initial=None if result is None else result.model, **{**options, "funnel_scan": scan},
+        )  # fmt: skip
+        worst = step.check()["max_residual"]
+        stage = {"degree": degree, "max_residual": worst, "lambda": step.lam, "steps": step.steps}
+        if result is not None:  # one record of the whole search: history, funnel, steps
+            step.lam0, step.lambda_mode = result.lam0, result.lambda_mode
+            step.history = result.history + [{**h, "step": h["step"] + result.steps}
+                                             for h in step.history]  # fmt: skip
+            step.funnel = [f for f in result.funnel if f["kind"] != "found"] + step.funnel
+            step.steps += result.steps
+            step.stages = result.stages
+        step.stages.append(stage)
+        step.seconds = time.perf_counter() - start
+        result = step
+        if worst <= target or worst > previous / 10 or step.status != "completed":
+            break
+        previous = worst
+    return result

@@ -48,7 +48,15 @@ from pinnopt.blowup.ansatz import BurgersAnsatz
 from pinnopt.blowup.burgers import burgers_lambda, burgers_profile, profile_residual
 from pinnopt.blowup.hypernet import LambdaHyperNet
 from pinnopt.blowup.plots import plot_funnel, plot_profile, plot_residual
-from pinnopt.blowup.profile import CHECK_GRID, LAMBDA_MODES, ProfileResult, evaluate, find_profile
+from pinnopt.blowup.profile import (
+    CHECK_GRID,
+    DEGREES,
+    LAMBDA_MODES,
+    ProfileResult,
+    evaluate,
+    find_profile,
+    refine_profile,
+)
 from pinnopt.train.checkpoint import save_checkpoint
 from pinnopt.train.run_directory import clear_run
 
@@ -68,7 +76,7 @@ def check_options(
     lambda_mode: str = "trainable",
     lambda0: float | None = None,
     hypernet: Path | None = None,
-    degree: int = 100,
+    degree: int | None = None,
     points: int = 400,
     max_steps: int = 200,
     funnel_scan: int | None = None,
@@ -95,9 +103,9 @@ def check_options(
             LambdaHyperNet.load(hypernet)
         except ValueError as e:
             raise OptionError(f"--hypernet: {e}") from None
-    if not integer(degree, 1):
+    if degree is not None and not integer(degree, 1):
         raise OptionError(f"--degree: must be an integer >= 1, got {degree!r}")
-    if not integer(points, degree + 1):
+    if degree is not None and not integer(points, degree + 1):
         raise OptionError(
             f"--points: must exceed --degree ({degree}): fewer residuals than unknowns; "
             f"got {points!r}"
@@ -126,7 +134,7 @@ def run_burgers(
     lambda0: float | None = None,
     hypernet: Path | None = None,
     quiet: bool = False,
-    degree: int = 100,
+    degree: int | None = None,
     points: int = 400,
     max_steps: int = 200,
     funnel_scan: int | None = None,
@@ -149,20 +157,28 @@ def run_burgers(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     clear_run(out, RUN_FILES)  # an earlier run's files would pass for this one's
-    budget = max_steps * (2 if lambda_mode == "funnel" else 1)
+    passes = 1 if degree is not None else len(DEGREES)
+    budget = max_steps * (2 if lambda_mode == "funnel" else 1) * passes
     with _progress(quiet) as progress:
         task = progress.add_task("gauss-newton", total=budget, loss=math.nan, lam=lam0)
+        seen = [0, 0]  # steps of the finished refinement passes, the last step of this one
 
         def show(entry: dict) -> None:
-            progress.update(task, completed=min(entry["step"], budget), loss=entry["loss"],
-                            lam=entry["lambda"], description=entry["kind"])  # fmt: skip
+            if entry["step"] < seen[1]:  # a new degree: find_profile counts from 0 again
+                seen[0] += seen[1]
+            seen[1] = entry["step"]
+            progress.update(task, completed=min(seen[0] + entry["step"], budget),
+                            loss=entry["loss"], lam=entry["lambda"],
+                            description=entry["kind"])  # fmt: skip
 
-        result = find_profile(
-            order, lam0, lambda_mode, degree=degree, points=points, max_steps=max_steps,
-            funnel_scan=funnel_scan, callback=show, time_limit=time_limit,
-            should_stop=should_stop, checkpoint=lambda m: save_profile(m, out / PROFILE_FILE),
-            checkpoint_every=checkpoint_every, **options,
-        )  # fmt: skip
+        common = dict(max_steps=max_steps, funnel_scan=funnel_scan, callback=show,
+                      time_limit=time_limit, should_stop=should_stop,
+                      checkpoint=lambda m: save_profile(m, out / PROFILE_FILE),
+                      checkpoint_every=checkpoint_every, **options)  # fmt: skip
+        if degree is None:  # resolution refinement over DEGREES
+            result = refine_profile(order, lam0, lambda_mode, **common)
+        else:
+            result = find_profile(order, lam0, lambda_mode, degree=degree, points=points, **common)
     metrics = {**result.metrics(), "lambda0_source": source}
     return write_run(result, metrics, out)
 
