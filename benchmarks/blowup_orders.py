@@ -10,7 +10,8 @@ the linearisation around the found profile (:mod:`pinnopt.blowup.stability`) is
 discretised at two sizes, and its converged eigenvalues are compared with the known
 odd-class spectrum 1 − 2mλ_n; the count of unstable modes (symmetries left out) should
 be n. Outputs in ``--out``: ``results.md`` (the table, with this command and the
-machine), ``results.json`` and one run directory per order under ``runs/``.
+machine), ``results.json`` and one run directory per order under ``runs/``; an order
+whose run directory holds metrics.json is not run again (only its stability count).
 The issue's figures: λ to 1e-10 relative and max residual ≤ 1e-12 for every order.
 """
 
@@ -40,7 +41,9 @@ def one_order(order: int, out: str, smoke: bool, sizes: tuple[int, int]) -> dict
     torch.set_num_threads(1)
     run_dir = Path(out) / "runs" / f"burgers-{order}"
     options = {"degree": 12, "points": 40, "max_steps": 10} if smoke else {}
-    m = run_burgers(order, run_dir, quiet=True, **options)
+    done = run_dir / "metrics.json"  # a finished run is not run again (resume)
+    m = json.loads(done.read_text()) if done.is_file() else run_burgers(order, run_dir, quiet=True,
+                                                                        **options)  # fmt: skip
     model = load_profile(run_dir)
     eq = get_equation("burgers")
     coarse, fine = (chebyshev_spectrum(eq, model, n) for n in sizes)
