@@ -58,6 +58,7 @@ from torch import Tensor
 
 from pinnopt.blowup.ansatz import BurgersAnsatz
 from pinnopt.blowup.burgers import burgers_lambda, burgers_profile, profile_residual
+from pinnopt.blowup.stopping import Stopped, stop_check
 from pinnopt.derivatives import jet
 from pinnopt.objective import Objective, ResidualClosure
 from pinnopt.optim.gauss_newton import GaussNewton
@@ -218,14 +219,6 @@ class _ProfileSolver:
         return self.model.lam.item() - float(r.dot(d) / d.dot(d))
 
 
-class _Stopped(Exception):
-    """Raised between two Gauss–Newton steps to end the search; ``status`` says why."""
-
-    def __init__(self, status: str) -> None:
-        super().__init__(status)
-        self.status = status
-
-
 def find_profile(
     order: int,
     lam0: float,
@@ -301,12 +294,7 @@ def find_profile(
         if callback is not None:
             callback(entry)
 
-    def tick() -> None:
-        """Called before each Gauss–Newton step: raise _Stopped when the run has to end."""
-        if should_stop is not None and should_stop():
-            raise _Stopped("interrupted")
-        if time_limit is not None and time.perf_counter() - start >= time_limit:
-            raise _Stopped("time_limit")
+    tick = stop_check(should_stop, time_limit, start)  # before each Gauss–Newton step
 
     def save() -> None:
         """Hand the profile to ``checkpoint``, if there is one."""
@@ -358,7 +346,7 @@ def find_profile(
             train(result.steps + max_steps)  # polish the profile at the λ found
         else:
             train(max_steps)
-    except _Stopped as stop:
+    except Stopped as stop:
         result.status = stop.status
     found = model.lam.item()
     signed = solver.projected_lambda() - found
@@ -370,7 +358,7 @@ def find_profile(
             for k in range(1, scan + 1):  # the funnel around λ
                 for sign in (-1, 1):
                     at(found * (1 + sign * 10.0 ** (-k)), "scan")
-        except _Stopped as stop:
+        except Stopped as stop:
             result.status = stop.status
     model.set_lambda(found)
     result.lam = found

@@ -45,6 +45,7 @@ from torch import Tensor
 
 from pinnopt.blowup.analytic_series import AnalyticSeries
 from pinnopt.blowup.equation import ProfileEquation
+from pinnopt.blowup.stopping import Stopped, stop_check
 from pinnopt.optim.gauss_newton import GaussNewton
 
 LAMBDA_MODES = ("trainable", "funnel")
@@ -54,14 +55,6 @@ RESOLVED = 10.0  # a sign change counts when its fits are within this factor of 
 
 class BracketError(ValueError):
     """The bracket holds fewer resolved sign changes of s(λ) than the order asks for."""
-
-
-class Stopped(Exception):
-    """Raised between two Gauss–Newton steps to end the search; ``status`` says why."""
-
-    def __init__(self, status: str) -> None:
-        super().__init__(status)
-        self.status = status
 
 
 def check_points(dtype: torch.dtype = torch.float64) -> Tensor:
@@ -283,11 +276,7 @@ def find_series_profile(
         if callback is not None:
             callback(entry)
 
-    def tick() -> None:
-        if should_stop is not None and should_stop():
-            raise Stopped("interrupted")
-        if time_limit is not None and time.perf_counter() - start >= time_limit:
-            raise Stopped("time_limit")
+    tick = stop_check(should_stop, time_limit, start)  # before each Gauss–Newton step
 
     def train(fit: _Fit, steps: int, kind: str) -> None:
         for _ in range(steps):
