@@ -34,8 +34,9 @@ from pinnopt.blowup.series_run import run_series  # noqa: E402
 def one_order(order: int, out: Path, smoke: bool, degree: int) -> dict:
     run_dir = out / "runs" / f"ccf-{order}"
     try:
-        m = run_series("ccf", order, run_dir, degree=7 if smoke else degree,
-                       funnel_scan=1 if smoke else 4, quiet=True)  # fmt: skip
+        smaller = {"degree": 7, "funnel_scan": 1, "scan_points": 5} if smoke else {}
+        m = run_series("ccf", order, run_dir, **{"degree": degree, "funnel_scan": 4, **smaller},
+                       quiet=True)  # fmt: skip
     except OptionError as e:
         return {"order": order, "found": False, "message": str(e)}
     return {"order": order, "found": True, **m}

@@ -181,10 +181,11 @@ def test_ccf_bracket_without_a_sign_change_is_one_line_and_exit_2(tmp_path, caps
 def test_ccf_run_writes_the_files_it_names_with_a_stability_count(tmp_path, capsys):
     out = tmp_path / "c"
     code, stdout, _ = run_cli(capsys, "blowup", "ccf", "--degree", "7", "--funnel-scan", "1",
-                              "--quiet", "--out", str(out))  # fmt: skip
+                              "--lambda-mode", "trainable", "--lambda0", "1.1", "--quiet",
+                              "--out", str(out))  # fmt: skip
     assert code == 0 and stdout.startswith("ccf order 0: λ = 1.18")
     assert sorted(listed_files(stdout)) == sorted(os.listdir(out))
     m = json.loads((out / "metrics.json").read_text())
     assert m["equation"] == "ccf" and m["degree"] == 7 and m["stages"][-1]["degree"] == 7
     assert m["stability"]["unstable_modes"] == 0 and m["lambda_digits"] is not None
-    assert m["sign_changes"] and m["sign_changes"][0][0] < m["lambda"] < m["sign_changes"][0][1]
+    assert m["lambda_mode"] == "trainable" and m["lambda0"] == 1.1 and m["sign_changes"] == []

@@ -124,15 +124,14 @@ def test_stable_ccf_profile_has_no_unstable_mode_besides_the_symmetries(ccf):
     assert count_unstable(converged)[0] == 0
 
 
-@pytest.mark.parametrize("order", [0, 1])
-def test_burgers_spectrum_matches_the_known_one(order):
-    result = find_profile(order, lam0=0.95 / (2 * order + 2), degree=40, points=160,
-                          max_steps=40)  # fmt: skip
+def test_burgers_spectrum_matches_the_known_one(order=1):
+    result = find_profile(order, lam0=0.95 / (2 * order + 2), degree=32, points=128,
+                          max_steps=30)  # fmt: skip
     equation = get_equation("burgers")
     coarse = chebyshev_spectrum(equation, result.model, 40)
     converged = stable_eigenvalues(coarse, chebyshev_spectrum(equation, result.model, 56), 1e-5)
     known = burgers_spectrum(order, order + 2)  # 1, 1 − 2λ, …, 0
-    np.testing.assert_allclose(np.sort(converged.real)[::-1][: order + 2], known, atol=1e-6)
+    np.testing.assert_allclose(np.sort(converged.real)[::-1][: order + 2], known, atol=1e-7)
     count, unstable = count_unstable(converged)
     assert count == order
 
