@@ -18,7 +18,11 @@ the profile: μ = 1, the shift of the blow-up time (φ = W-derivative along T), 
 the dilation y → μ y (φ = y W'). :func:`count_unstable` leaves them out. (Space
 translation, μ = 1 + λ for Burgers, has an even eigenfunction and is not in the odd class.)
 Eigenvalues of a collocation are trusted only where two resolutions agree
-(:func:`stable_eigenvalues`): the others belong to the discretisation.
+(:func:`stable_eigenvalues`): the others belong to the discretisation. That filter is
+not enough when the operator has, for every μ, a solution that is merely very smooth
+(not analytic) at an end of the domain: polynomials then resolve it, and a spurious
+eigenvalue converges too (spectral pollution; docs/blowup.md shows it for Burgers from
+order 3 on, where the count comes out wrong).
 
 For Burgers the odd-class spectrum is known in closed form: near y = 0 an eigenfunction
 behaves like y^((1 + λ − μ)/λ), smooth only when the power is an odd integer j, so
