@@ -25,10 +25,12 @@ from pinnopt.blowup.stability import (
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "blowup_custom_equation.py"
 
 
-def series(coeffs, a=0.45, lam=1.0, scale=1.0):
-    model = AnalyticSeries(len(coeffs) - 1, lam, lambda _: torch.tensor(a), scale)
+def series(coeffs, a=0.45, lam=1.0, scale=1.0, wcoeffs=(), blocks=0, modes=0):
+    model = AnalyticSeries(len(coeffs) - 1, lam, lambda _: torch.tensor(a), scale,
+                           blocks=blocks, modes=modes)  # fmt: skip
     with torch.no_grad():
         model.coeffs.copy_(torch.tensor(coeffs, dtype=torch.float64))
+        model.wcoeffs.copy_(torch.tensor(wcoeffs, dtype=torch.float64))
     return model
 
 
@@ -46,7 +48,8 @@ def test_known_hilbert_pair_is_exact():
 
 def test_series_is_odd_and_its_imaginary_part_is_the_hilbert_transform_by_quadrature():
     torch.manual_seed(0)
-    model = series(torch.randn(6).tolist(), a=0.45, scale=0.7)
+    model = series(torch.randn(6).tolist(), a=0.45, scale=0.7, wcoeffs=torch.randn(4).tolist(),
+                   blocks=2, modes=2)  # fmt: skip
 
     def f(s):
         with torch.no_grad():
@@ -67,6 +70,19 @@ def hilbert_by_quadrature(f, x: float) -> float:
     mirror = quad(lambda s: f(s) / (x + s), 0, 1e3, limit=400)[0]
     tail = quad(lambda s: f(s) * (1 / (x - s) - 1 / (x + s)), 1e3, math.inf, limit=400)[0]
     return (-near - mirror + tail) / math.pi
+
+
+def test_growing_the_series_keeps_the_function():
+    torch.manual_seed(1)
+    model = series(torch.randn(4).tolist(), wcoeffs=torch.randn(2).tolist(), blocks=1, modes=2)
+    y = torch.logspace(-2, 8, 50, dtype=torch.float64)
+    before = {k: v.detach() for k, v in model.fields(y).items()}
+    model.grow(9, blocks=3, modes=5)
+    assert model.degree == 9 and model.wcoeffs.numel() == 15
+    for key, value in model.fields(y).items():
+        torch.testing.assert_close(value.detach(), before[key], atol=1e-13, rtol=1e-13)
+    with pytest.raises(ValueError, match="cannot shrink"):
+        model.grow(9, blocks=2)
 
 
 @pytest.fixture(scope="module")
@@ -151,3 +167,13 @@ def test_blowup_orders_benchmark_smoke(tmp_path, load_benchmark):
     text = (tmp_path / "results.md").read_text()
     assert "| 1 | " in text and "(1) |" in text
     assert (tmp_path / "runs" / "burgers-1" / "profile.pt").is_file()
+
+
+def test_stage_plan_adds_the_w_block_from_degree_23():
+    from pinnopt.blowup.series_profile import stage_plan
+
+    assert stage_plan(3, 4, 11) == [(3, 0, 0), (7, 0, 0), (11, 0, 0)]
+    plan = stage_plan(3, 4, 39)
+    assert plan[:6] == [(d, 0, 0) for d in (3, 7, 11, 15, 19, 23)]
+    assert plan[6:] == [(23, 1, 4), (31, 1, 8), (31, 2, 12), (39, 2, 16), (39, 3, 24)]
+    assert stage_plan(3, 4, 27)[-1] == (27, 3, 24)

@@ -11,9 +11,10 @@ and Gauss–Newton solves it with the QR back end (as for Burgers, docs/blowup.m
 points are Chebyshev nodes in |ρ| = (1 + y²)^(−a/2) ∈ (0, 1), which reach y ~ 10¹⁰.
 
 **Resolution refinement.** The degree starts small and grows by ``degree_step`` per stage,
-each stage warm-started from the last (new coefficients zero): until the largest relative
-residual at the points is below ``target``, or two stages in a row lower it by less than
-a factor 1/0.8 (it stopped improving), or ``max_degree`` is reached. Starting large from a
+each stage warm-started from the last (new coefficients zero); from degree 23 on the
+w-block of the series joins and grows too (:func:`stage_plan`): until the largest
+relative residual at the points is below ``target``, or two stages in a row lower it by
+less than a factor 1/0.8 (it stopped improving), or the plan ends. Starting large from a
 cold start lands in other minima of the loss (seen for CCF); growing keeps the iterate in
 the basin of the profile.
 
@@ -93,32 +94,36 @@ class _Fit:
         self.trainable = isinstance(model.lam, torch.nn.Parameter)
         self.y = collocation_points(points, float(equation.decay(model.lam.detach())), model.scale)
         self.zero = torch.zeros(1, dtype=self.y.dtype)
-        self.params = [model.coeffs] + ([model.lam] if self.trainable else [])
+        self.params = [model.coeffs] + ([model.wcoeffs] if model.wcoeffs.numel() else [])
+        self.params += [model.lam] if self.trainable else []
         self.optimizer = GaussNewton(self.params, solver="qr", damping=damping)
         self.loss = self.current_loss()
         self.stalled = False
 
-    def residual(self, coeffs: Tensor, lam: Tensor) -> Tensor:
+    def residual(self, coeffs: Tensor, wcoeffs: Tensor, lam: Tensor) -> Tensor:
         eq, y = self.equation, self.y
-        f = self.model.fields(y, coeffs, lam)
-        at0 = self.model.fields(self.zero, coeffs, lam)
+        f = self.model.fields(y, coeffs, lam, wcoeffs)
+        at0 = self.model.fields(self.zero, coeffs, lam, wcoeffs)
         rows = [eq.residual(f, y, lam) / eq.weight(y, lam) / math.sqrt(len(y)),
                 (at0["df"] - eq.slope).reshape(1)]  # fmt: skip
         if self.trainable and eq.lambda_rule is not None:
             rows.append((lam - eq.lambda_rule(at0)).reshape(1))
         return torch.cat(rows)
 
+    def flat_residual(self, theta: Tensor) -> Tensor:
+        """The residual of θ = (coefficients, w-block coefficients, λ if trainable)."""
+        n, m = self.model.coeffs.numel(), self.model.wcoeffs.numel()
+        lam = theta[n + m] if self.trainable else self.model.lam.detach()
+        return self.residual(theta[:n], theta[n : n + m], lam)
+
     def __call__(self) -> Tensor:
-        return self.residual(self.model.coeffs, self.model.lam)
+        return self.residual(self.model.coeffs, self.model.wcoeffs, self.model.lam)
 
     def jacobian(self, params) -> tuple[Tensor, Tensor]:
-        c, lam = self.model.coeffs.detach(), self.model.lam.detach()
+        theta = torch.cat([p.detach().reshape(-1) for p in self.params])
         with torch.no_grad():
-            r = self.residual(c, lam)
-        if self.trainable:
-            jc, jl = torch.func.jacfwd(self.residual, argnums=(0, 1))(c, lam)
-            return r, torch.cat([jc, jl.unsqueeze(1)], 1)
-        return r, torch.func.jacfwd(self.residual)(c, lam)
+            r = self.flat_residual(theta)
+        return r, torch.func.jacfwd(self.flat_residual)(theta)
 
     @torch.no_grad()
     def current_loss(self) -> float:
@@ -380,24 +385,44 @@ def _search_bracket(result: SeriesResult, probe_at: Callable, bracket: tuple[flo
     return best[1], best[2].model.coeffs.detach().clone()
 
 
+W_STAGES = ((0, 1, 4), (8, 1, 8), (8, 2, 12), (16, 2, 16), (16, 3, 24))  # (degree offset, K, N)
+W_START = 23  # the w-block joins once the ρ-series has reached this degree
+
+
+def stage_plan(start_degree: int, degree_step: int, max_degree: int) -> list[tuple[int, int, int]]:
+    """The (degree, blocks, modes) of each refinement stage: the ρ-series alone, its degree
+    growing by ``degree_step`` up to min(W_START, max_degree); then, if max_degree ≥ W_START,
+    the w-block of :data:`W_STAGES` with the degree growing to max_degree."""
+    top = min(W_START, max_degree)
+    plan = [(d, 0, 0) for d in range(start_degree, top, degree_step)] + [(top, 0, 0)]
+    if max_degree >= W_START:
+        plan += [(min(W_START + off, max_degree), k, n) for off, k, n in W_STAGES]
+    return list(dict.fromkeys(plan))
+
+
 def _refine(result, model, equation, train, record, points_per_term, stage_steps, degree_step,
             max_degree, target, damping, checkpoint) -> None:  # fmt: skip
-    """Resolution refinement with λ trainable: grow the degree until the largest relative
-    residual at the points is below ``target``, stops improving, or max_degree is reached."""
+    """Resolution refinement with λ trainable over :func:`stage_plan`, until the largest
+    relative residual at the points is below ``target``, stops improving (two stages in a
+    row lower it by less than 1/0.8), or the plan ends."""
     worse = 0
     best = math.inf
-    while True:
-        fit = _Fit(equation, model, points_per_term * (model.degree + 1), damping)
+    plan = [st for st in stage_plan(model.degree, degree_step, max_degree)
+            if st >= (model.degree, model.blocks, model.modes)]  # fmt: skip
+    for degree, blocks, modes in plan:
+        model.grow(degree, blocks, modes)
+        terms = model.degree + 1 + model.wcoeffs.numel()
+        fit = _Fit(equation, model, points_per_term * terms, damping)
         record("start", fit.loss, float(model.lam.detach()), model.degree)
         train(fit, stage_steps, "step")
         worst = fit.max_relative_residual()
-        stage = {"degree": model.degree, "points": len(fit.y), "loss": fit.loss,
-                 "max_relative_residual": worst, "lambda": float(model.lam.detach())}  # fmt: skip
+        stage = {"degree": model.degree, "blocks": blocks, "modes": modes, "points": len(fit.y),
+                 "loss": fit.loss, "max_relative_residual": worst,
+                 "lambda": float(model.lam.detach())}  # fmt: skip
         result.stages.append(stage)
         if checkpoint is not None:
             checkpoint(model)
         worse = worse + 1 if worst > 0.8 * best else 0
         best = min(best, worst)
-        if worst <= target or worse >= 2 or model.degree >= max_degree:
+        if worst <= target or worse >= 2:
             return
-        model.grow(min(model.degree + degree_step, max_degree))

@@ -159,8 +159,10 @@ def write_series_run(result: SeriesResult, metrics: dict[str, Any], out: Path) -
 
 
 def save_series(model: AnalyticSeries, name: str, path: Path) -> None:
-    """Write the series (equation, degree, scale, coefficients, λ) to ``path`` atomically."""
+    """Write the series (equation, degree, scale, w-block, coefficients, λ) to ``path``
+    atomically."""
     save_checkpoint(path, {"equation": name, "degree": model.degree, "scale": model.scale,
+                           "blocks": model.blocks, "modes": model.modes,
                            "state": model.state_dict()})  # fmt: skip
 
 
@@ -171,7 +173,7 @@ def load_series_profile(path: str | Path) -> tuple[ProfileEquation, AnalyticSeri
     data = torch.load(path, map_location="cpu", weights_only=True)
     equation = get_equation(data["equation"])
     model = AnalyticSeries(data["degree"], float(data["state"]["lam"]), equation.decay,
-                           data["scale"])  # fmt: skip
+                           data["scale"], blocks=data["blocks"], modes=data["modes"])  # fmt: skip
     model.load_state_dict(data["state"])
     return equation, model
 
