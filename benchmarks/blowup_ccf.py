@@ -9,7 +9,7 @@ of the λ rule, false position, then λ trainable with resolution refinement up 
 39, the funnel scan, the stability count). An order whose bracket holds too few resolved
 sign changes is reported as not found, with the message. Outputs in ``--out``:
 ``results.md`` (tables, with this command and the machine), ``results.json``,
-``convergence.png`` (max relative residual against the degree) and the run directories
+``convergence.png`` (max relative residual against the number of terms) and the run directories
 under ``runs/``. No published value of λ is used anywhere: the table lists what was found.
 """
 
@@ -59,10 +59,11 @@ def tables(rows: list[dict]) -> list[str]:
     found = [r for r in rows if r["found"]]
     if found:
         lines += ["", "Resolution refinement of order " f"{found[0]['order']}:", "",
-                  "| degree | collocation points | max relative residual at the points | λ |",
-                  "|---:|---:|---:|---:|"]  # fmt: skip
-        lines += [f"| {s['degree']} | {s['points']} | {s['max_relative_residual']:.1e} | "
-                  f"{s['lambda']:.12f} |" for s in found[0]["stages"]]  # fmt: skip
+                  "| degree | w-block K × N | collocation points | max relative residual at "
+                  "the points | λ |", "|---:|---:|---:|---:|---:|"]  # fmt: skip
+        lines += [f"| {s['degree']} | {s['blocks']} × {s['modes']} | {s['points']} | "
+                  f"{s['max_relative_residual']:.1e} | {s['lambda']:.12f} |"
+                  for s in found[0]["stages"]]  # fmt: skip
     return lines
 
 
@@ -70,10 +71,10 @@ def plot_convergence(rows: list[dict], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     for r in rows:
         if r["found"]:
-            d = [s["degree"] for s in r["stages"]]
+            d = [s["degree"] + 1 + s["blocks"] * s["modes"] for s in r["stages"]]
             ax.loglog(d, [s["max_relative_residual"] for s in r["stages"]], "o-",
                       label=f"order {r['order']}")  # fmt: skip
-    ax.set_xlabel("degree of the series")
+    ax.set_xlabel("terms of the series (degree + 1 + K·N)")
     ax.set_ylabel("max relative residual at the points")
     ax.set_title("CCF: resolution refinement")
     ax.grid(True, which="both", alpha=0.3)

@@ -156,7 +156,7 @@ def test_blowup_ccf_benchmark_smoke(tmp_path, load_benchmark):
     module = load_benchmark("blowup_ccf")
     module.main(["--smoke", "--orders", "0", "--out", str(tmp_path)])
     text = (tmp_path / "results.md").read_text()
-    assert "| 0 | 1.18" in text and "| 7 | 32 |" in text
+    assert "| 0 | 1.18" in text and "| 7 | 0 × 0 | 32 |" in text
     assert (tmp_path / "convergence.png").is_file()
     assert (tmp_path / "runs" / "ccf-0" / "metrics.json").is_file()
 

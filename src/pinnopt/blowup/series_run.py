@@ -37,6 +37,7 @@ from pinnopt.blowup.stability import count_unstable, series_spectrum, stable_eig
 from pinnopt.train.checkpoint import save_checkpoint
 from pinnopt.train.run_directory import clear_run
 
+STABILITY_SIZES = (24, 32)  # the two bases of the stability count
 PROFILE_FILE = "profile.pt"
 METRICS_FILE = "metrics.json"
 RUN_FILES = ("history.csv", "funnel.csv", "funnel.png", "profile.png", "residual.png",
@@ -69,11 +70,11 @@ def check_series_options(equation: ProfileEquation, order: int, lambda_mode: str
 
 
 def stability(result: SeriesResult) -> dict[str, Any]:
-    """Unstable modes of the profile (:mod:`pinnopt.blowup.stability`): the eigenvalues two
-    bases agree on, degree + 1 (at least 12) and half as many again (at least 8 more)."""
-    n = max(result.model.degree + 1, 12)
-    coarse = series_spectrum(result.equation, result.model, n)
-    fine = series_spectrum(result.equation, result.model, n + max(8, n // 2))
+    """Unstable modes of the profile (:mod:`pinnopt.blowup.stability`): the eigenvalues that
+    bases of 24 and 32 terms agree on (to 1e-3). Larger bases bring spurious eigenvalues and
+    lose the agreement; these sizes resolve the symmetries 1 and 0 of the CCF profile."""
+    coarse = series_spectrum(result.equation, result.model, STABILITY_SIZES[0])
+    fine = series_spectrum(result.equation, result.model, STABILITY_SIZES[1])
     converged = stable_eigenvalues(coarse, fine, tol=1e-3)
     count, unstable = count_unstable(converged)
     return {
