@@ -413,8 +413,11 @@ def _refine(result, model, equation, train, record, points_per_term, stage_steps
         model.grow(degree, blocks, modes)
         terms = model.degree + 1 + model.wcoeffs.numel()
         fit = _Fit(equation, model, points_per_term * terms, damping)
+        # the next stage starts from the damping this one ended with: near the solution
+        # already, it need not spend steps lowering it from the initial value again
         record("start", fit.loss, float(model.lam.detach()), model.degree)
         train(fit, stage_steps, "step")
+        damping = min(damping, fit.optimizer.state[fit.params[0]].get("damping", damping))
         worst = fit.max_relative_residual()
         stage = {"degree": model.degree, "blocks": blocks, "modes": modes, "points": len(fit.y),
                  "loss": fit.loss, "max_relative_residual": worst,
