@@ -27,7 +27,7 @@ for Im z > 0 (q has positive real part there), so every term is. Then
   is an integer: the first sum alone then converges algebraically in the degree
   (docs/blowup.md says how fast). The w-block adds, for each branch power ρ^k, a
   Fourier series on the circle |w| = 1 (the Wiener/Christov direction): with it the
-  residual of the CCF profile falls from 3e-6 to 1e-9 (docs/blowup.md);
+  residual of the CCF profile falls from 3e-6 to 1e-10 (docs/blowup.md);
 * the exponent a depends on λ (a = 1/(1+λ) for CCF), and so does the series: its
   fields are differentiable in λ, so λ can be one more unknown of Gauss–Newton.
 

@@ -315,6 +315,21 @@ def find_series_profile(
         record(kind, fit.loss, lam, fit.model.degree)
         return fit
 
+    def scan_at(lam: float) -> None:
+        """Fit the found series (w-block included) at fixed λ: a point of the funnel scan."""
+        probe = AnalyticSeries(model.degree, lam, equation.decay, scale, trainable_lambda=False,
+                               blocks=model.blocks, modes=model.modes)  # fmt: skip
+        with torch.no_grad():
+            probe.coeffs.copy_(model.coeffs)
+            probe.wcoeffs.copy_(model.wcoeffs)
+        fit = _Fit(equation, probe, points_per_term * (probe.degree + 1 + probe.wcoeffs.numel()),
+                   damping)  # fmt: skip
+        train(fit, stage_steps, "fixed")
+        entry = {"lambda": lam, "rms": math.sqrt(2 * fit.loss), "signed": fit.signed(),
+                 "kind": "scan"}  # fmt: skip
+        result.funnel.append(entry)
+        record("scan", fit.loss, lam, probe.degree)
+
     try:
         if lambda_mode == "funnel":
             lam_star, state = _search_bracket(result, probe_at, bracket, order, scan_points,
@@ -337,8 +352,7 @@ def find_series_profile(
         try:
             for k in range(1, funnel_scan + 1):
                 for sign in (-1, 1):
-                    probe_at(result.lam * (1 + sign * 10.0**-k), "scan", model.degree,
-                             model.coeffs.detach().clone())  # fmt: skip
+                    scan_at(result.lam * (1 + sign * 10.0**-k))
         except Stopped as stop:
             result.status = stop.status
     result.seconds = time.perf_counter() - start
