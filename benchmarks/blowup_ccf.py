@@ -4,7 +4,7 @@
     python benchmarks/blowup_ccf.py --smoke --out /tmp/blowup_ccf_smoke   # for the tests
 
 For each order in ``--orders`` (0, 1, 2) one ``pinnopt blowup ccf --order n
---funnel-scan 4`` run (``run_series``: the bracket [0.3, 1.5] scanned for sign changes
+--funnel-scan 8`` run (``run_series``: the bracket [0.3, 1.5] scanned for sign changes
 of the λ rule, false position, then λ trainable with resolution refinement up to degree
 39, the funnel scan, the stability count). An order whose bracket holds too few resolved
 sign changes is reported as not found, with the message. Outputs in ``--out``:
@@ -35,7 +35,7 @@ def one_order(order: int, out: Path, smoke: bool, degree: int) -> dict:
     run_dir = out / "runs" / f"ccf-{order}"
     try:
         smaller = {"degree": 7, "funnel_scan": 1, "scan_points": 5} if smoke else {}
-        m = run_series("ccf", order, run_dir, **{"degree": degree, "funnel_scan": 4, **smaller},
+        m = run_series("ccf", order, run_dir, **{"degree": degree, "funnel_scan": 8, **smaller},
                        quiet=True)  # fmt: skip
     except OptionError as e:
         return {"order": order, "found": False, "message": str(e)}
