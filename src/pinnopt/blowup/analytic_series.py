@@ -41,8 +41,6 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-FIELD_NAMES = ("f", "df", "hf", "dhf", "F", "U")
-
 
 def chebyshev_with_derivatives(x: Tensor, n: int) -> tuple[Tensor, Tensor, Tensor]:
     """T_k(x), T_k'(x), T_k''(x) for k < n, x of shape (M, 1) (complex allowed): (M, n) each.
@@ -93,11 +91,28 @@ def basis_terms(y: Tensor, a: Tensor, n: int, scale: float = 1.0, blocks: int = 
     return f, f1 * dq, f2 * dq**2
 
 
-class AnalyticSeries(nn.Module):
-    """B(y) = q^b Σ_k c_k T_k(2ρ − 1) with exponent a = ``exponent(λ)`` (module docstring).
+def series_fields(y: Tensor, a: Tensor, coeffs: Tensor, scale: float = 1.0, blocks: int = 0,
+                  modes: int = 0) -> dict[str, Tensor]:  # fmt: skip
+    """The named fields of B = Σ coeffs · terms (:func:`basis_terms`, the first
+    ``len(coeffs) − blocks·modes`` of them Chebyshev terms) at y: f = Re B', df = Re B'',
+    hf = Im B' (= H f), dhf = Im B'', F = Re B, U = Im B − Im B(0). ``coeffs`` (real) may
+    be a matrix with one column per function: each field then has a column per function."""
+    c = coeffs.to(torch.complex128 if coeffs.dtype == torch.float64 else torch.complex64)
+    n = coeffs.shape[0] - blocks * modes
+    b, db, d2b = basis_terms(y, a, n, scale, blocks, modes)
+    b0 = basis_terms(torch.zeros(1, dtype=y.dtype), a, n, scale, blocks, modes)[0]
+    big, slope, curve = b @ c, db @ c, d2b @ c
+    return {"f": slope.real, "df": curve.real, "hf": slope.imag, "dhf": curve.imag,
+            "F": big.real, "U": big.imag - (b0 @ c).imag}  # fmt: skip
 
-    Parameters: the coefficients ``coeffs`` (degree + 1 of them) and λ (a parameter when
-    ``trainable_lambda``, else a buffer). :meth:`fields` gives, at points y, the odd
+
+class AnalyticSeries(nn.Module):
+    """B(y) = q^b [Σ_k c_k T_k(2ρ − 1) + w-block] with exponent a = ``exponent(λ)`` (module
+    docstring).
+
+    Parameters: the coefficients ``coeffs`` (degree + 1 of them), the w-block's ``wcoeffs``
+    (``blocks`` × ``modes``, k slowest) and λ (a parameter when ``trainable_lambda``, else a
+    buffer). :meth:`fields` gives, at points y, the odd
     profile f = Re B', its derivatives, its Hilbert transform, F = Re B and
     U = Im B − Im B(0) (so U' = H f, U(0) = 0).
     """
@@ -144,20 +159,8 @@ class AnalyticSeries(nn.Module):
         coeffs = self.coeffs if coeffs is None else coeffs
         wcoeffs = self.wcoeffs if wcoeffs is None else wcoeffs
         lam = self.lam if lam is None else lam
-        real = torch.cat([coeffs, wcoeffs])
-        c = real.to(torch.complex128 if real.dtype == torch.float64 else torch.complex64)
-        a, n, kn = self.exponent(lam), coeffs.numel(), (self.blocks, self.modes)
-        b, db, d2b = basis_terms(y, a, n, self.scale, *kn)
-        b0 = basis_terms(torch.zeros(1, dtype=y.dtype), a, n, self.scale, *kn)
-        big, slope, curve = b @ c, db @ c, d2b @ c
-        return {
-            "f": slope.real,
-            "df": curve.real,
-            "hf": slope.imag,
-            "dhf": curve.imag,
-            "F": big.real,
-            "U": big.imag - (b0[0] @ c).imag,
-        }
+        return series_fields(y, self.exponent(lam), torch.cat([coeffs, wcoeffs]), self.scale,
+                             self.blocks, self.modes)  # fmt: skip
 
     def grow(self, degree: int, blocks: int | None = None, modes: int | None = None) -> None:
         """Raise the degree (and the w-block's ``blocks`` × ``modes``), the new coefficients

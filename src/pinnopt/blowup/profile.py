@@ -427,19 +427,26 @@ def refine_profile(
     the last profile, points = ``points_per_degree`` × degree) while max |R| on the check
     grid is above ``target`` and the last degree lowered it at least tenfold. A ``funnel``
     search runs once; the later degrees polish its profile with λ trainable. ``options``
-    go to :func:`find_profile` (``time_limit`` counts for the whole refinement)."""
+    go to :func:`find_profile` (``time_limit`` counts for the whole refinement; ``callback``
+    sees step numbers that run on across the degrees, as the merged history has them)."""
     if not degrees or any(not (isinstance(d, int) and d >= 1) for d in degrees):
         raise ValueError(f"degrees must be integers >= 1, got {degrees!r}")
     limit = options.pop("time_limit", None)
+    callback = options.pop("callback", None)
     start = time.perf_counter()
     result, previous = None, math.inf
+
+    def show(entry: dict) -> None:  # steps count on across the degrees
+        if callback is not None:
+            callback({**entry, "step": entry["step"] + (0 if result is None else result.steps)})
+
     for degree in degrees:
         left = None if limit is None else max(limit - (time.perf_counter() - start), 1e-9)
         mode = lambda_mode if result is None or lambda_mode != "funnel" else "trainable"
         scan = options.get("funnel_scan") if result is None else 0
         step = find_profile(
             order, lam0 if result is None else result.lam, mode, degree=degree,
-            points=points_per_degree * degree, time_limit=left,
+            points=points_per_degree * degree, time_limit=left, callback=show,
             initial=None if result is None else result.model, **{**options, "funnel_scan": scan},
         )  # fmt: skip
         worst = step.check()["max_residual"]

@@ -161,15 +161,10 @@ def run_burgers(
     budget = max_steps * (2 if lambda_mode == "funnel" else 1) * passes
     with _progress(quiet) as progress:
         task = progress.add_task("gauss-newton", total=budget, loss=math.nan, lam=lam0)
-        seen = [0, 0]  # steps of the finished refinement passes, the last step of this one
 
         def show(entry: dict) -> None:
-            if entry["step"] < seen[1]:  # a new degree: find_profile counts from 0 again
-                seen[0] += seen[1]
-            seen[1] = entry["step"]
-            progress.update(task, completed=min(seen[0] + entry["step"], budget),
-                            loss=entry["loss"], lam=entry["lambda"],
-                            description=entry["kind"])  # fmt: skip
+            progress.update(task, completed=min(entry["step"], budget), loss=entry["loss"],
+                            lam=entry["lambda"], description=entry["kind"])  # fmt: skip
 
         common = dict(max_steps=max_steps, funnel_scan=funnel_scan, callback=show,
                       time_limit=time_limit, should_stop=should_stop,

@@ -151,6 +151,11 @@ class _Fit:
         return float(self.equation.lambda_rule(at0) - self.model.lam)
 
 
+def terms(model: AnalyticSeries) -> int:
+    """The number of coefficients of the series: Chebyshev terms and w-block."""
+    return model.degree + 1 + model.wcoeffs.numel()
+
+
 def bare_series(equation: ProfileEquation, lam: float, degree: int, scale: float,
                 trainable: bool) -> AnalyticSeries:  # fmt: skip
     """The series B = c q^b with c set so that f'(0) = slope: the start of every search."""
@@ -192,16 +197,16 @@ class SeriesResult:
             "max_residual": float(e.abs().max()),
             "max_relative_residual": float((e / eq.weight(y, lam)).abs().max()),
         }
-        at0 = model.fields(torch.zeros(1, dtype=y.dtype))
+        zero = torch.zeros(1, dtype=y.dtype)
+        at0 = model.fields(zero)
         if eq.lambda_rule is not None:
             out["lambda_rule_error"] = float((eq.lambda_rule(at0) - lam).abs().max())
         if eq.first_integral is not None:
-            drift = eq.first_integral(f, y, lam) - eq.first_integral(at0, at0["f"] * 0, lam)
+            drift = eq.first_integral(f, y, lam) - eq.first_integral(at0, zero, lam)
             out["first_integral_error"] = float((drift / (1 + (lam * f["F"]).abs())).abs().max())
         return out
 
     def metrics(self) -> dict:
-        rms = self.funnel[-1]["rms"] if self.funnel else math.nan
         found = [f for f in self.funnel if f["kind"] == "found"]
         scanned = any(f["kind"] == "scan" for f in self.funnel)
         digits = justified_digits(self.funnel, self.lam, found[-1]["rms"]) if scanned else None
@@ -214,7 +219,7 @@ class SeriesResult:
             "lambda0": self.lam0,
             "lambda_digits": digits,
             **self.check(),
-            "rms_residual": rms if not found else found[-1]["rms"],
+            "rms_residual": found[-1]["rms"] if found else math.nan,
             "degree": self.model.degree,
             "stages": self.stages,
             "sign_changes": [list(r) for r in self.roots],
@@ -302,7 +307,7 @@ def find_series_profile(
             with torch.no_grad():
                 probe.coeffs.copy_(state)
         while True:
-            fit = _Fit(equation, probe, points_per_term * (probe.degree + 1), damping)
+            fit = _Fit(equation, probe, points_per_term * terms(probe), damping)
             train(fit, scan_steps, "fixed")
             if probe.degree >= degree:
                 return fit
@@ -322,8 +327,7 @@ def find_series_profile(
         with torch.no_grad():
             probe.coeffs.copy_(model.coeffs)
             probe.wcoeffs.copy_(model.wcoeffs)
-        fit = _Fit(equation, probe, points_per_term * (probe.degree + 1 + probe.wcoeffs.numel()),
-                   damping)  # fmt: skip
+        fit = _Fit(equation, probe, points_per_term * terms(probe), damping)
         train(fit, stage_steps, "fixed")
         entry = {"lambda": lam, "rms": math.sqrt(2 * fit.loss), "signed": fit.signed(),
                  "kind": "scan"}  # fmt: skip
@@ -344,7 +348,7 @@ def find_series_profile(
     except Stopped as stop:
         result.status = stop.status
     result.lam = float(model.lam.detach())
-    final = _Fit(equation, model, points_per_term * (model.degree + 1), damping)
+    final = _Fit(equation, model, points_per_term * terms(model), damping)
     result.funnel.append({"lambda": result.lam, "rms": math.sqrt(2 * final.loss),
                           "signed": final.signed() if equation.lambda_rule else math.nan,
                           "kind": "found"})  # fmt: skip
@@ -425,12 +429,11 @@ def _refine(result, model, equation, train, record, points_per_term, stage_steps
             if st >= (model.degree, model.blocks, model.modes)]  # fmt: skip
     for degree, blocks, modes in plan:
         model.grow(degree, blocks, modes)
-        terms = model.degree + 1 + model.wcoeffs.numel()
-        fit = _Fit(equation, model, points_per_term * terms, damping)
-        # the next stage starts from the damping this one ended with: near the solution
-        # already, it need not spend steps lowering it from the initial value again
+        fit = _Fit(equation, model, points_per_term * terms(model), damping)
         record("start", fit.loss, float(model.lam.detach()), model.degree)
         train(fit, stage_steps, "step")
+        # the next stage starts from the damping this one ended with: near the solution
+        # already, it need not spend steps lowering it from the initial value again
         damping = min(damping, fit.optimizer.state[fit.params[0]].get("damping", damping))
         worst = fit.max_relative_residual()
         stage = {"degree": model.degree, "blocks": blocks, "modes": modes, "points": len(fit.y),

@@ -25,7 +25,14 @@ from pinnopt.blowup.analytic_series import AnalyticSeries
 from pinnopt.blowup.catalog import get_equation
 from pinnopt.blowup.equation import ProfileEquation
 from pinnopt.blowup.plots import plot_funnel, plot_residual, plot_series_profile
-from pinnopt.blowup.run import OptionError, _progress, _write_csv
+from pinnopt.blowup.run import (  # the same run-directory files as a Burgers run
+    METRICS_FILE,
+    PROFILE_FILE,
+    RUN_FILES,
+    OptionError,
+    _progress,
+    _write_csv,
+)
 from pinnopt.blowup.series_profile import (
     LAMBDA_MODES,
     BracketError,
@@ -38,10 +45,6 @@ from pinnopt.train.checkpoint import save_checkpoint
 from pinnopt.train.run_directory import clear_run
 
 STABILITY_SIZES = (24, 32)  # the two bases of the stability count
-PROFILE_FILE = "profile.pt"
-METRICS_FILE = "metrics.json"
-RUN_FILES = ("history.csv", "funnel.csv", "funnel.png", "profile.png", "residual.png",
-             PROFILE_FILE, METRICS_FILE)  # fmt: skip
 
 
 def check_series_options(equation: ProfileEquation, order: int, lambda_mode: str,

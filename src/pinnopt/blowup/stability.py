@@ -38,7 +38,11 @@ import scipy.linalg
 import torch
 from torch import Tensor
 
-from pinnopt.blowup.analytic_series import AnalyticSeries, basis_terms, chebyshev_with_derivatives
+from pinnopt.blowup.analytic_series import (
+    AnalyticSeries,
+    chebyshev_with_derivatives,
+    series_fields,
+)
 from pinnopt.blowup.ansatz import BurgersAnsatz
 from pinnopt.blowup.equation import ProfileEquation
 from pinnopt.blowup.series_profile import collocation_points
@@ -73,11 +77,8 @@ def series_spectrum(equation: ProfileEquation, model: AnalyticSeries, size: int 
     a = equation.decay(lam)
     y = collocation_points(n, float(a), model.scale)
     base = {k: v.detach() for k, v in model.fields(y).items()}
-    b, db, d2b = basis_terms(y, a, n, model.scale)
-    b0 = basis_terms(torch.zeros(1, dtype=y.dtype), a, n, model.scale)[0][0]
-    modes = [{"f": db[:, k].real, "df": d2b[:, k].real, "hf": db[:, k].imag,
-              "dhf": d2b[:, k].imag, "F": b[:, k].real, "U": b[:, k].imag - b0[k].imag}
-             for k in range(n)]  # fmt: skip
+    columns = series_fields(y, a, torch.eye(n, dtype=y.dtype), model.scale)  # φ_k: column k
+    modes = [{key: value[:, k] for key, value in columns.items()} for k in range(n)]
     return _spectrum(equation, base, modes, y, lam)
 
 
