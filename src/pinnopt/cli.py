@@ -310,7 +310,7 @@ def blowup(
         typer.Option(
             "--lambda-mode",
             help="burgers: trainable [default], projection, funnel; "
-            "ccf: funnel [default], trainable.",
+            "ccf: funnel [order 0], branch [orders >= 1], trainable.",
         ),
     ] = None,
     bracket: Annotated[
@@ -383,7 +383,7 @@ def blowup(
         try:
             if chosen.ansatz == "analytic":
                 steps = _given(max_steps, 30)
-                m = run_series(chosen.name, order, out, lambda_mode or "funnel", lambda0, bracket,
+                m = run_series(chosen.name, order, out, lambda_mode, lambda0, bracket,
                                _given(degree, 39), target, funnel_scan or 0, quiet, time_limit,
                                lambda: stop.requested, stage_steps=steps)  # fmt: skip
             else:

@@ -115,7 +115,7 @@ def test_a_signal_stops_the_run_and_leaves_its_run_directory(tmp_path, sig):
         (["kdv"], "equation: unknown 'kdv'; allowed: burgers, ccf"),
         (["ccf", "--order", "3"], "--order: order 3 is beyond what ccf supports (0 … 2)"),
         (["ccf", "--lambda-mode", "projection"],
-         "--lambda-mode: unknown 'projection' for ccf; allowed: trainable, funnel"),
+         "--lambda-mode: unknown 'projection' for ccf; allowed: trainable, funnel, branch"),
         (["ccf", "--bracket", "1.5", "0.3"], "--bracket: must be two numbers 0 < LO < HI"),
         (["ccf", "--lambda-mode", "trainable"], "--lambda0: trainable mode needs a starting λ"),
         (["ccf", "--degree", "2"], "--degree: must be an integer >= 3, got 2"),

@@ -85,12 +85,6 @@ def test_growing_the_series_keeps_the_function():
         model.grow(9, blocks=2)
 
 
-@pytest.fixture(scope="module")
-def ccf():
-    equation = get_equation("ccf")
-    return equation, find_series_profile(equation, 0, "trainable", lam0=1.0, max_degree=11)
-
-
 def test_ccf_profile_satisfies_its_equation_rule_and_first_integral(ccf):
     _, result = ccf
     check = result.check()

@@ -23,14 +23,18 @@ for an odd Ω. Facts the solvers use (each one line of algebra):
 * dilation Ω(y) → Ω(μ y) maps profiles to profiles: fixed by Ω'(0) = −1;
 * ∂_s Ω = −E in self-similar time s = −log(1 − t).
 
-Nothing here holds a value of λ: the profiles are found from a bracket
-(:func:`pinnopt.blowup.series_profile.find_series_profile`).
+Nothing here holds a value of λ: the profiles are found from a bracket, by sign changes
+of the λ rule with the analytic series
+(:func:`pinnopt.blowup.series_profile.find_series_profile`) or along the branch of
+fixed-λ solutions in transport form (:mod:`pinnopt.blowup.ccf_branch`), which also finds
+the unstable orders.
 """
 
 from __future__ import annotations
 
 from torch import Tensor
 
+from pinnopt.blowup.ccf_branch import find_branch_profile
 from pinnopt.blowup.equation import Fields, ProfileEquation, register_equation
 
 
@@ -67,5 +71,6 @@ CCF = register_equation(
         ansatz="analytic",
         max_order=2,
         bracket=(0.3, 1.5),
+        branch=find_branch_profile,
     )
 )

@@ -26,7 +26,10 @@ An equation says:
   is constant along an exact profile — a check that does not use E itself;
 * ``ansatz``: ``"analytic"`` (the Hilbert-exact series, any equation) or ``"chebyshev"``
   (the compactified Chebyshev ansatz of Burgers, :mod:`pinnopt.blowup.profile`);
-* ``max_order`` and a default ``bracket`` of λ for the search by sign changes.
+* ``max_order`` and a default ``bracket`` of λ for the search by sign changes;
+* optionally ``branch(order, bracket, …)``: a solver of the equation's own that follows its
+  fixed-λ solutions across the bracket and returns the order-n profile
+  (:mod:`pinnopt.blowup.ccf_branch` for CCF; ``--lambda-mode branch``).
 
 Add an equation with :func:`register_equation`; ``examples/blowup_custom_equation.py``
 does so in a few lines. :func:`pinnopt.blowup.catalog.get_equation` finds one by name.
@@ -36,6 +39,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from torch import Tensor
 
@@ -57,6 +61,7 @@ class ProfileEquation:
     ansatz: str = "analytic"
     max_order: int | None = None
     bracket: tuple[float, float] = (0.3, 1.5)
+    branch: Callable[..., Any] | None = None
 
     def __post_init__(self) -> None:
         if self.ansatz not in ANSATZES:

@@ -133,3 +133,28 @@ def plot_series_profile(y: Tensor, fields: dict[str, Tensor], name: str, lam: fl
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def plot_branch(branch: list[dict], roots: list[float], order: int, lam: float, y: Tensor,
+                omega: Tensor, path: str | Path) -> None:  # fmt: skip
+    """The branch of fixed-λ solutions, γ against λ with γ = 2 and its crossings marked
+    (left), and the chosen profile Ω against y (right, log x)."""
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    a.plot([p["lambda"] for p in branch], [p["gamma"] for p in branch], "C0.-", ms=2, lw=1)
+    a.axhline(2.0, color="k", lw=0.8, ls="--")
+    a.plot(roots, [2.0] * len(roots), "C1o", ms=5, label="crossings γ = 2 (profiles)")
+    a.plot([lam], [2.0], "k*", ms=12, label=f"order {order}, λ = {lam:.6g}")
+    a.set_xlabel("λ")
+    a.set_ylabel("γ = λ / v'(0)   (Θ ~ |y|^γ at 0)")
+    a.set_title("fixed-λ solutions along the branch")
+    a.legend()
+    b.plot(y.numpy(), omega.numpy(), "C0")
+    b.set_xscale("log")
+    b.set_xlabel("y")
+    b.set_ylabel("Ω(y),  Ω'(0) = −1")
+    b.set_title(f"profile of order {order}")
+    for ax in (a, b):
+        ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -64,7 +64,7 @@ DEFAULT_MISS = 0.05  # the default λ0 is λ_n (1 − DEFAULT_MISS)
 PROFILE_FILE = "profile.pt"
 METRICS_FILE = "metrics.json"
 RUN_FILES = ("history.csv", "funnel.csv", "funnel.png", "profile.png", "residual.png",
-             PROFILE_FILE, METRICS_FILE)  # fmt: skip
+             "branch.csv", "branch.png", "profile.csv", PROFILE_FILE, METRICS_FILE)  # fmt: skip
 
 
 class OptionError(ValueError):

@@ -1,6 +1,6 @@
 """The blow-up job for an equation solved with the analytic series (``pinnopt blowup ccf``).
 
-    pinnopt blowup ccf [--order N] [--lambda-mode funnel|trainable] [--bracket LO HI]
+    pinnopt blowup ccf [--order N] [--lambda-mode funnel|trainable|branch] [--bracket LO HI]
                        [--degree D] [--target T] [--funnel-scan K] [--out DIR]
 
 writes a run directory: ``metrics.json`` (equation, order, status, lambda, lambda_digits,
@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from pinnopt.blowup.analytic_series import AnalyticSeries
+from pinnopt.blowup.branch_run import branch_summary, run_branch
 from pinnopt.blowup.catalog import get_equation
 from pinnopt.blowup.equation import ProfileEquation
 from pinnopt.blowup.plots import plot_funnel, plot_residual, plot_series_profile
@@ -55,9 +56,10 @@ def check_series_options(equation: ProfileEquation, order: int, lambda_mode: str
         equation.check_order(order)
     except ValueError as e:
         raise OptionError(f"--order: {e}") from None
-    if lambda_mode not in LAMBDA_MODES:
+    modes = LAMBDA_MODES + (("branch",) if equation.branch is not None else ())
+    if lambda_mode not in modes:
         raise OptionError(f"--lambda-mode: unknown {lambda_mode!r} for {equation.name}; "
-                          f"allowed: {', '.join(LAMBDA_MODES)}")  # fmt: skip
+                          f"allowed: {', '.join(modes)}")  # fmt: skip
     if lambda_mode == "trainable" and lambda0 is None:
         raise OptionError("--lambda0: trainable mode needs a starting λ (or use the funnel)")
     if lambda0 is not None and not (math.isfinite(lambda0) and lambda0 > 0):
@@ -91,7 +93,7 @@ def run_series(
     name: str,
     order: int,
     out: Path,
-    lambda_mode: str = "funnel",
+    lambda_mode: str | None = None,
     lambda0: float | None = None,
     bracket: tuple[float, float] | None = None,
     degree: int = 39,
@@ -103,8 +105,14 @@ def run_series(
     **options: Any,
 ) -> dict[str, Any]:
     """Find the order-``order`` profile of the equation ``name``, write the run directory
-    ``out``; its metrics. ``options`` go to :func:`find_series_profile`."""
+    ``out``; its metrics. ``options`` go to :func:`find_series_profile`. The default
+    ``lambda_mode`` is the funnel for order 0 and, for the unstable orders of an equation
+    with a branch solver, the branch (:mod:`pinnopt.blowup.branch_run`)."""
     equation = get_equation(name)
+    if lambda_mode is None:
+        lambda_mode = "branch" if order > 0 and equation.branch is not None else "funnel"
+    if lambda_mode == "branch":
+        return run_branch(name, order, out, bracket, quiet, time_limit, should_stop)
     check_series_options(equation, order, lambda_mode, lambda0, bracket, degree, target,
                          funnel_scan)  # fmt: skip
     out = Path(out)
@@ -183,7 +191,9 @@ def load_series_profile(path: str | Path) -> tuple[ProfileEquation, AnalyticSeri
 
 
 def series_summary(m: dict[str, Any], out: Path) -> str:
-    """The two lines ``pinnopt blowup`` prints for a series run."""
+    """The two lines ``pinnopt blowup`` prints for a series (or branch) run."""
+    if m["lambda_mode"] == "branch":
+        return branch_summary(m, out)
     unstable = m.get("stability", {}).get("unstable_modes", "?")
     return (
         f"{m['equation']} order {m['order']}: λ = {m['lambda']:.17g} "

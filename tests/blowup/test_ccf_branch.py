@@ -1,0 +1,61 @@
+"""The CCF branch solver (pinnopt.blowup.ccf_branch): its quadrature, and the profiles it
+finds against the analytic series'."""
+
+import csv
+import json
+import os
+
+import pytest
+import torch
+
+from pinnopt.blowup.ccf_branch import BranchError, LogGrid, find_branch_profile
+from pinnopt.cli import main
+
+
+def test_velocity_of_a_known_hilbert_pair():
+    # Ω = −y/(1+y²) has HΩ = 1/(1+y²), so U = ∫_0^y HΩ = arctan y (and Ω ~ −1/y: a = 1)
+    grid = LogGrid(h=0.1)
+    omega = -grid.y / (1 + grid.y**2)
+    u = grid.velocity(omega * grid.y, torch.tensor(1.0, dtype=torch.float64))
+    assert (u - torch.atan(grid.y)).abs().max() < 2e-5
+
+
+@pytest.fixture(scope="module")
+def stable():
+    return find_branch_profile(0, bracket=(1.0, 1.5), h=(0.2, 0.1))
+
+
+def test_branch_finds_the_profile_the_series_finds(stable, ccf):
+    _, series = ccf  # the analytic series, trainable λ (test_blowup_series.py)
+    assert stable.lam == pytest.approx(series.lam, rel=1e-3)
+    assert stable.digits >= 3
+    assert stable.residual < 1e-9
+    # the profile keeps one sign and has Ω'(0) = −1 after the dilation
+    assert (stable.omega < 0).all()
+    assert float(stable.omega[0] / stable.y[0]) == pytest.approx(-1.0, rel=1e-9)
+
+
+def test_blowup_ccf_order_1_follows_the_branch_to_its_second_crossing(stable, tmp_path, capsys):
+    out = tmp_path / "c1"
+    code = main(["blowup", "ccf", "--order", "1", "--bracket", "0.55", "1.5", "--quiet",
+                 "--out", str(out)])  # fmt: skip
+    stdout = capsys.readouterr().out
+    assert code == 0 and stdout.startswith("ccf order 1: λ = 0.6")
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["lambda_mode"] == "branch" and sorted(m["files"]) == sorted(os.listdir(out))
+    (lam0, lam1) = m["crossings"]
+    assert lam0 == pytest.approx(stable.lam, rel=5e-2) and lam1 < 0.8 * lam0
+    assert m["lambda"] == pytest.approx(lam1, rel=5e-2) and m["lambda_digits"] >= 2
+    with open(out / "profile.csv") as f:
+        rows = list(csv.DictReader(f))
+    y = torch.tensor([float(r["y"]) for r in rows])
+    omega = torch.tensor([float(r["omega"]) for r in rows])
+    assert (omega < 0).all() and float(omega[0] / y[0]) == pytest.approx(-1.0, rel=1e-9)
+    # a peak much steeper than the slope at the origin, where v nearly stalls; the stable
+    # profile has none
+    assert (omega / y).min() < -2 and (stable.omega / stable.y).min() > -1.5
+
+
+def test_a_bracket_with_too_few_crossings_is_refused():
+    with pytest.raises(BranchError, match=r"holds 0 crossing\(s\) of γ = 2"):
+        find_branch_profile(0, bracket=(1.3, 1.5), h=(0.4, 0.2))
