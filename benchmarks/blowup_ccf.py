@@ -4,10 +4,13 @@
     python benchmarks/blowup_ccf.py --smoke --out /tmp/blowup_ccf_smoke   # for the tests
 
 For each order in ``--orders`` (0, 1, 2) one ``pinnopt blowup ccf --order n
---funnel-scan 8`` run (``run_series``: the bracket [0.3, 1.5] scanned for sign changes
-of the λ rule, false position, then λ trainable with resolution refinement up to degree
-39, the funnel scan, the stability count). An order whose bracket holds too few resolved
-sign changes is reported as not found, with the message. Outputs in ``--out``:
+--funnel-scan 8`` run (``run_series``). Order 0 uses the analytic series: the bracket
+[0.3, 1.5] scanned for sign changes of the λ rule, false position, then λ trainable with
+resolution refinement up to degree 39, the funnel scan, the stability count. Orders 1
+and 2 follow the branch of fixed-λ solutions across the bracket on a log grid
+(``--lambda-mode branch``, their default): the (n+1)-th crossing of γ = 2, solved on
+grids of steps 0.1 and 0.05. An order whose bracket holds too few sign changes or
+crossings is reported as not found, with the message. Outputs in ``--out``:
 ``results.md`` (tables, with this command and the machine), ``results.json``,
 ``convergence.png`` (max relative residual against the number of terms) and the run directories
 under ``runs/``. No published value of λ is used anywhere: the table lists what was found.
@@ -43,6 +46,8 @@ def one_order(order: int, out: Path, smoke: bool, degree: int) -> dict:
 
 
 def tables(rows: list[dict]) -> list[str]:
+    branch = [r for r in rows if r["found"] and r["lambda_mode"] == "branch"]
+    rows = [r for r in rows if not (r["found"] and r["lambda_mode"] == "branch")]
     lines = ["| order | λ | digits (funnel) | max abs residual | max relative residual | "
              "λ rule error | first-integral drift | unstable modes | degree | seconds |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
@@ -64,13 +69,20 @@ def tables(rows: list[dict]) -> list[str]:
         lines += [f"| {s['degree']} | {s['blocks']} × {s['modes']} | {s['points']} | "
                   f"{s['max_relative_residual']:.1e} | {s['lambda']:.12f} |"
                   for s in found[0]["stages"]]  # fmt: skip
+    if branch:
+        lines += ["", "Along the branch of fixed-λ solutions (log grid):", "",
+                  "| order | λ (h = 0.05) | λ (h = 0.1) | digits (grids agree) | crossings of "
+                  "γ = 2 in the bracket | seconds |", "|---|---:|---:|---:|---|---:|"]  # fmt: skip
+        lines += [f"| {r['order']} | {r['lambda']:.6f} | {r['lambda_coarse']:.6f} | "
+                  f"{r['lambda_digits']} | {', '.join(f'{c:.4f}' for c in r['crossings'])} | "
+                  f"{r['seconds']:.0f} |" for r in branch]  # fmt: skip
     return lines
 
 
 def plot_convergence(rows: list[dict], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     for r in rows:
-        if r["found"]:
+        if r["found"] and "stages" in r:
             d = [s["degree"] + 1 + s["blocks"] * s["modes"] for s in r["stages"]]
             ax.loglog(d, [s["max_relative_residual"] for s in r["stages"]], "o-",
                       label=f"order {r['order']}")  # fmt: skip

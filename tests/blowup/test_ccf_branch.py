@@ -8,6 +8,7 @@ import os
 import pytest
 import torch
 
+from pinnopt.blowup.branch_run import branch_summary, run_branch
 from pinnopt.blowup.ccf_branch import BranchError, LogGrid, find_branch_profile
 from pinnopt.cli import main
 
@@ -35,13 +36,11 @@ def test_branch_finds_the_profile_the_series_finds(stable, ccf):
     assert float(stable.omega[0] / stable.y[0]) == pytest.approx(-1.0, rel=1e-9)
 
 
-def test_blowup_ccf_order_1_follows_the_branch_to_its_second_crossing(stable, tmp_path, capsys):
+def test_order_1_run_follows_the_branch_to_its_second_crossing(stable, tmp_path):
     out = tmp_path / "c1"
-    code = main(["blowup", "ccf", "--order", "1", "--bracket", "0.55", "1.5", "--quiet",
-                 "--out", str(out)])  # fmt: skip
-    stdout = capsys.readouterr().out
-    assert code == 0 and stdout.startswith("ccf order 1: λ = 0.6")
-    m = json.loads((out / "metrics.json").read_text())
+    m = run_branch("ccf", 1, out, (0.55, 1.5), quiet=True, h=(0.2, 0.1))
+    assert branch_summary(m, out).startswith("ccf order 1: λ = 0.6")
+    assert m == json.loads((out / "metrics.json").read_text())
     assert m["lambda_mode"] == "branch" and sorted(m["files"]) == sorted(os.listdir(out))
     (lam0, lam1) = m["crossings"]
     assert lam0 == pytest.approx(stable.lam, rel=5e-2) and lam1 < 0.8 * lam0
@@ -58,4 +57,14 @@ def test_blowup_ccf_order_1_follows_the_branch_to_its_second_crossing(stable, tm
 
 def test_a_bracket_with_too_few_crossings_is_refused():
     with pytest.raises(BranchError, match=r"holds 0 crossing\(s\) of γ = 2"):
-        find_branch_profile(0, bracket=(1.3, 1.5), h=(0.4, 0.2))
+        find_branch_profile(0, bracket=(1.3, 1.5), h=(0.4, 0.2), follow_h=0.4)
+
+
+def test_blowup_ccf_unstable_order_goes_to_the_branch_and_reports_a_short_bracket(tmp_path, capsys):
+    out = tmp_path / "c2"
+    code = main(["blowup", "ccf", "--order", "2", "--bracket", "1.3", "1.5", "--quiet",
+                 "--out", str(out)])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.splitlines()) == 1
+    assert err.startswith("error: --bracket: the bracket [1.3, 1.5] holds 0 crossing(s) of γ = 2")
+    assert not out.exists()

@@ -21,7 +21,7 @@ Discretisation (this module's, independent of the analytic series): x = log y on
 uniform grid of step h over [x_min, x_max]; unknowns φ = log(−Θ) and w = U / y, and
 
     φ(x) = φ(0) + ∫_0^x λ / (1 + λ − w) dx          (trapezoid),
-    w = U / y,   w(1) = 1                           (fixes the dilation: φ_x(0) = 1),
+    w = U / y,   φ = γ log y at the first point    (fixes the dilation: Θ ≈ −|y|^γ),
     U(y) = (1/π) ∫_0^∞ Ω(s) log|(y − s)/(y + s)| ds   (U' = HΩ for an odd Ω).
 
 With s = y e^t and g = Ω s = Θ φ_x, U(y) = (1/π) ∫ g(y e^t) K(t) dt, K = log|tanh(t/2)|,
@@ -87,7 +87,7 @@ class LogGrid:
         slope, _, u = self.fields(z, lam)
         steps = torch.cumsum((slope[1:] + slope[:-1]) * self.h / 2, 0)
         integral = torch.cat([steps.new_zeros(1), steps])
-        dilation = (w[self.origin] - 1).reshape(1)  # φ_x(0) = 1, i.e. U(1) = 1
+        dilation = (phi[0] - self.x[0] * slope[0]).reshape(1)  # Θ ≈ −|y|^γ at the origin
         return torch.cat([phi - phi[self.origin] - (integral - integral[self.origin]),
                           w - u / self.y, dilation])  # fmt: skip
 
@@ -98,7 +98,7 @@ class LogGrid:
     def start(self, lam: float) -> Tensor:
         """A starting state: Θ ~ −y² near 0, −y^(1−a) far, and U/y ~ (1 + λ/2) y^(−a)."""
         a = 1 / (1 + lam)
-        phi = torch.log(self.y**2 / (1 + self.y**2) ** ((1 + a) / 2))
+        phi = torch.log(self.y**2 / (1 + self.y**2) ** ((1 + a) / 2))  # Θ ≈ −y² at 0
         return torch.cat([phi, (1 + lam / 2) / (1 + self.y) ** a])
 
     def omega(self, z: Tensor, lam: float) -> tuple[Tensor, Tensor]:
@@ -250,23 +250,24 @@ class BranchError(ValueError):
 def find_branch_profile(
     order: int,
     bracket: tuple[float, float] = (0.3, 1.5),
-    h: tuple[float, float] = (0.2, 0.1),
+    h: tuple[float, float] = (0.1, 0.05),
+    follow_h: float = 0.2,
     x_range: tuple[float, float] = (-12.0, 40.0),
     callback: Callable[[BranchPoint], None] | None = None,
     time_limit: float | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> BranchProfile:
-    """Follow the branch across ``bracket`` on the grid of step h[0], take its
-    (order+1)-th crossing of γ = 2 (largest λ first), solve for the profile there, and
-    again on the grid of step h[1] (started from the first): λ on the finer grid, and the
-    digits the two agree on."""
+    """Follow the branch across ``bracket`` on the grid of step ``follow_h``, take its
+    (order+1)-th crossing of γ = 2 (largest λ first), solve for the profile there on the
+    grids of steps h[0] and h[1] (each started from the last): λ on the finer grid, and
+    the digits the two agree on."""
     lo, hi = bracket
     if not (0 < lo < hi):
         raise ValueError(f"bracket must be two numbers 0 < lo < hi, got {bracket}")
     start = time.perf_counter()
     tick = stop_check(should_stop, time_limit, start)
-    coarse = LogGrid(h[0], *x_range)
-    points = follow_branch(coarse, bracket, tick=tick, callback=callback)
+    grid = LogGrid(follow_h, *x_range)
+    points = follow_branch(grid, bracket, tick=tick, callback=callback)
     pairs = [pq for pq in crossings(points) if lo <= pq[0].lam <= hi or lo <= pq[1].lam <= hi]
     roots = [(p.lam + q.lam) / 2 for p, q in pairs]
     if len(pairs) <= order:
@@ -275,15 +276,18 @@ def find_branch_profile(
             f"order {order} needs {order + 1}"
         )
     p, q = pairs[order]
-    near = p if abs(p.gamma - GAMMA) < abs(q.gamma - GAMMA) else q
-    state_c, _ = solve_root(coarse, near.state, tick)
-    fine = LogGrid(h[1], *x_range)
-    guess = torch.cat([fine.resample(state_c[:-1], coarse), state_c[-1:]])
-    state_f, res = solve_root(fine, guess, tick)
-    lam = float(state_f[-1])
-    y, omega = fine.omega(state_f[:-1], lam)
+    state = (p if abs(p.gamma - GAMMA) < abs(q.gamma - GAMMA) else q).state
+    solved = []
+    for step in h:
+        finer = LogGrid(step, *x_range)
+        state = torch.cat([finer.resample(state[:-1], grid), state[-1:]])
+        state, res = solve_root(finer, state, tick)
+        grid = finer
+        solved.append(float(state[-1]))
+    lam = solved[-1]
+    y, omega = grid.omega(state[:-1], lam)
     return BranchProfile(
-        order=order, lam=lam, lam_coarse=float(state_c[-1]), h=tuple(h), residual=res,
+        order=order, lam=lam, lam_coarse=solved[0], h=tuple(h), residual=res,
         y=y, omega=omega, branch=[{"lambda": b.lam, "gamma": b.gamma} for b in points],
         roots=roots, seconds=time.perf_counter() - start,
     )  # fmt: skip

@@ -138,7 +138,7 @@ def plot_series_profile(y: Tensor, fields: dict[str, Tensor], name: str, lam: fl
 def plot_branch(branch: list[dict], roots: list[float], order: int, lam: float, y: Tensor,
                 omega: Tensor, path: str | Path) -> None:  # fmt: skip
     """The branch of fixed-λ solutions, γ against λ with γ = 2 and its crossings marked
-    (left), and the chosen profile Ω against y (right, log x)."""
+    (left), and the chosen profile Ω against y where |Ω| > 10⁻³ max |Ω| (right, log x)."""
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
     a.plot([p["lambda"] for p in branch], [p["gamma"] for p in branch], "C0.-", ms=2, lw=1)
     a.axhline(2.0, color="k", lw=0.8, ls="--")
@@ -148,7 +148,8 @@ def plot_branch(branch: list[dict], roots: list[float], order: int, lam: float, 
     a.set_ylabel("γ = λ / v'(0)   (Θ ~ |y|^γ at 0)")
     a.set_title("fixed-λ solutions along the branch")
     a.legend()
-    b.plot(y.numpy(), omega.numpy(), "C0")
+    shown = omega.abs() > 1e-3 * omega.abs().max()  # where the profile is not ~0
+    b.plot(y[shown].numpy(), omega[shown].numpy(), "C0")
     b.set_xscale("log")
     b.set_xlabel("y")
     b.set_ylabel("Ω(y),  Ω'(0) = −1")
