@@ -46,7 +46,13 @@ def run_branch(name: str, order: int, out: Path, bracket: tuple[float, float] | 
         task = progress.add_task("branch", total=None, loss=math.nan, lam=math.nan)
 
         def show(point: BranchPoint) -> None:
-            progress.update(task, advance=1, loss=point.gamma - 2, lam=point.lam)
+            progress.update(
+                task,
+                advance=1,
+                loss=abs(point.gamma - 2),
+                lam=point.lam,
+                description="branch |γ−2|",
+            )
 
         try:
             found = equation.branch(order, bracket, callback=show, time_limit=time_limit,
