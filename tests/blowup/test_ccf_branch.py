@@ -70,3 +70,12 @@ def test_blowup_ccf_unstable_order_goes_to_the_branch_and_reports_a_short_bracke
     assert code == 2 and len(err.splitlines()) == 1
     assert err.startswith("error: --bracket: the bracket [1.3, 1.5] holds 0 crossing(s) of γ = 2")
     assert not out.exists()
+
+
+def test_a_branch_run_stopped_by_its_time_limit_keeps_the_branch_so_far(tmp_path):
+    out = tmp_path / "stopped"
+    m = run_branch("ccf", 1, out, quiet=True, time_limit=1.0, h=(0.2, 0.1), x_range=SMALL)
+    assert m["status"] == "time_limit" and m["lambda"] is None
+    assert m == json.loads((out / "metrics.json").read_text())
+    assert sorted(m["files"]) == sorted(os.listdir(out))
+    assert "stopped (time_limit)" in branch_summary(m, out)

@@ -4,7 +4,9 @@
 writes a run directory: ``metrics.json`` (equation, order, status, lambda on the fine
 grid, lambda_coarse, the grid steps, lambda_digits on which the two agree, the discrete
 residual, every crossing of γ = 2 in the bracket, seconds, files), ``branch.csv`` (λ, γ
-along the branch), ``profile.csv`` (y, Ω with Ω'(0) = −1) and ``branch.png``.
+along the branch), ``profile.csv`` (y, Ω with Ω'(0) = −1) and ``branch.png``. A run
+stopped by ``--time-limit``, Ctrl-C or SIGTERM before its profile writes the branch so
+far and metrics.json with its status and λ None.
 """
 
 from __future__ import annotations
@@ -42,17 +44,13 @@ def run_branch(name: str, order: int, out: Path, bracket: tuple[float, float] | 
     out = Path(out)
     if out.is_dir():
         clear_run(out, RUN_FILES)
+    followed: list[dict] = []  # the branch so far, written if the run is stopped
     with _progress(quiet) as progress:
-        task = progress.add_task("branch", total=None, loss=math.nan, lam=math.nan)
+        task = progress.add_task("branch |γ−2|", total=None, loss=math.nan, lam=math.nan)
 
         def show(point: BranchPoint) -> None:
-            progress.update(
-                task,
-                advance=1,
-                loss=abs(point.gamma - 2),
-                lam=point.lam,
-                description="branch |γ−2|",
-            )
+            followed.append({"lambda": point.lam, "gamma": point.gamma})
+            progress.update(task, advance=1, loss=abs(point.gamma - 2), lam=point.lam)
 
         try:
             found = equation.branch(order, bracket, callback=show, time_limit=time_limit,
@@ -60,8 +58,22 @@ def run_branch(name: str, order: int, out: Path, bracket: tuple[float, float] | 
         except BranchError as e:
             raise OptionError(f"--bracket: {e}") from None
         except Stopped as stop:
-            raise OptionError(f"stopped ({stop.status}) before the profile was found") from None
+            return write_stopped_run(name, order, stop.status, followed, out)
     return write_branch_run(name, found, out)
+
+
+def write_stopped_run(name: str, order: int, status: str, followed: list[dict], out: Path
+                      ) -> dict[str, Any]:  # fmt: skip
+    """A run stopped before its profile: the branch so far and metrics with λ None."""
+    out.mkdir(parents=True, exist_ok=True)
+    files = [METRICS_FILE]
+    if followed:
+        _write_csv(followed, out / "branch.csv")
+        files.insert(0, "branch.csv")
+    metrics = {"equation": name, "order": order, "lambda_mode": "branch", "status": status,
+               "lambda": None, "branch_points": len(followed), "files": files}  # fmt: skip
+    (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
+    return metrics
 
 
 def write_branch_run(name: str, found: BranchProfile, out: Path) -> dict[str, Any]:
@@ -92,10 +104,14 @@ def write_branch_run(name: str, found: BranchProfile, out: Path) -> dict[str, An
 
 def branch_summary(m: dict[str, Any], out: Path) -> str:
     """The two lines ``pinnopt blowup`` prints for a branch run."""
-    return (
-        f"{m['equation']} order {m['order']}: λ = {m['lambda']:.10g} ({m['lambda_digits']} "
-        f"digits on which grids h = {m['grid_steps'][0]:g} and {m['grid_steps'][1]:g} agree), "
-        f"{len(m['crossings'])} crossing(s) of γ = 2 in the bracket at λ ≈ "
-        f"{', '.join(f'{c:.4f}' for c in m['crossings'])}; {m['seconds']:.1f} s\n"
-        f"run directory: {out}  ({', '.join(m['files'])})"
-    )
+    if m["lambda"] is None:
+        head = (f"{m['equation']} order {m['order']}: stopped ({m['status']}) after "
+                f"{m['branch_points']} points of the branch, before the profile")  # fmt: skip
+    else:
+        head = (
+            f"{m['equation']} order {m['order']}: λ = {m['lambda']:.10g} ({m['lambda_digits']} "
+            f"digits on which grids h = {m['grid_steps'][0]:g} and {m['grid_steps'][1]:g} "
+            f"agree), {len(m['crossings'])} crossing(s) of γ = 2 in the bracket at λ ≈ "
+            f"{', '.join(f'{c:.4f}' for c in m['crossings'])}; {m['seconds']:.1f} s"
+        )
+    return f"{head}\nrun directory: {out}  ({', '.join(m['files'])})"
