@@ -71,11 +71,13 @@ def tables(rows: list[dict]) -> list[str]:
                   for s in found[0]["stages"]]  # fmt: skip
     if branch:
         lines += ["", "Along the branch of fixed-λ solutions (log grid):", "",
-                  "| order | λ (h = 0.05) | λ (h = 0.1) | digits (grids agree) | crossings of "
-                  "γ = 2 in the bracket | seconds |", "|---|---:|---:|---:|---|---:|"]  # fmt: skip
+                  "| order | λ (h = 0.05) | λ (h = 0.1) | digits (grids agree) | max E/Ω "
+                  "by quadrature | crossings of γ = 2 in the bracket | seconds |",
+                  "|---|---:|---:|---:|---:|---|---:|"]  # fmt: skip
         lines += [f"| {r['order']} | {r['lambda']:.6f} | {r['lambda_coarse']:.6f} | "
-                  f"{r['lambda_digits']} | {', '.join(f'{c:.4f}' for c in r['crossings'])} | "
-                  f"{r['seconds']:.0f} |" for r in branch]  # fmt: skip
+                  f"{r['lambda_digits']} | {r['quadrature_residual']:.1e} | "
+                  f"{', '.join(f'{c:.4f}' for c in r['crossings'])} | {r['seconds']:.0f} |"
+                  for r in branch]  # fmt: skip
     return lines
 
 

@@ -10,6 +10,7 @@ import torch
 
 from pinnopt.blowup.branch_run import branch_summary, run_branch
 from pinnopt.blowup.ccf_branch import BranchError, LogGrid, find_branch_profile
+from pinnopt.blowup.quadrature_check import ccf_residual_by_quadrature, check_points
 from pinnopt.cli import main
 
 SMALL = (-10.0, 30.0)  # the grids' x = log y range: 3x faster than the default, as accurate
@@ -38,6 +39,14 @@ def test_branch_finds_the_profile_the_series_finds(stable, ccf):
     assert float(stable.omega[0] / stable.y[0]) == pytest.approx(-1.0, rel=1e-9)
 
 
+def test_quadrature_check_passes_the_profile_and_fails_a_wrong_lambda(stable):
+    points = check_points(stable.y, stable.omega)
+    right = ccf_residual_by_quadrature(stable.y, stable.omega, stable.lam, points)
+    wrong = ccf_residual_by_quadrature(stable.y, stable.omega, 1.02 * stable.lam, points)
+    assert max(r["relative"] for r in right) < 1e-3
+    assert max(r["relative"] for r in wrong) > 10 * max(r["relative"] for r in right)
+
+
 def test_order_1_run_follows_the_branch_to_its_second_crossing(stable, tmp_path):
     out = tmp_path / "c1"
     m = run_branch("ccf", 1, out, (0.55, 1.5), quiet=True, h=(0.2, 0.1), x_range=SMALL)
@@ -47,6 +56,7 @@ def test_order_1_run_follows_the_branch_to_its_second_crossing(stable, tmp_path)
     (lam0, lam1) = m["crossings"]
     assert lam0 == pytest.approx(stable.lam, rel=5e-2) and lam1 < 0.8 * lam0
     assert m["lambda"] == pytest.approx(lam1, rel=5e-2) and m["lambda_digits"] >= 2
+    assert m["quadrature_residual"] < 5e-2  # E by scipy quadrature, not by the grid
     with open(out / "profile.csv") as f:
         rows = list(csv.DictReader(f))
     y = torch.tensor([float(r["y"]) for r in rows])

@@ -3,10 +3,11 @@
 
 writes a run directory: ``metrics.json`` (equation, order, status, lambda on the fine
 grid, lambda_coarse, the grid steps, lambda_digits on which the two agree, the discrete
-residual, every crossing of γ = 2 in the bracket, seconds, files), ``branch.csv`` (λ, γ
-along the branch), ``profile.csv`` (y, Ω with Ω'(0) = −1) and ``branch.png``. A run
-stopped by ``--time-limit``, Ctrl-C or SIGTERM before its profile writes the branch so
-far and metrics.json with its status and λ None.
+residual, the relative residual of E by quadrature at check points
+(:mod:`pinnopt.blowup.quadrature_check`), every crossing of γ = 2 in the bracket,
+seconds, files), ``branch.csv`` (λ, γ along the branch), ``profile.csv`` (y, Ω with
+Ω'(0) = −1) and ``branch.png``. A run stopped by ``--time-limit``, Ctrl-C or SIGTERM
+before its profile writes the branch so far and metrics.json with its status and λ None.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 from pinnopt.blowup.catalog import get_equation
 from pinnopt.blowup.ccf_branch import BranchError, BranchPoint, BranchProfile
 from pinnopt.blowup.plots import plot_branch
+from pinnopt.blowup.quadrature_check import ccf_residual_by_quadrature, check_points
 from pinnopt.blowup.run import METRICS_FILE, RUN_FILES, OptionError, _progress, _write_csv
 from pinnopt.blowup.stopping import Stopped
 from pinnopt.train.run_directory import clear_run
@@ -84,6 +86,8 @@ def write_branch_run(name: str, found: BranchProfile, out: Path) -> dict[str, An
     _write_csv(rows, out / "profile.csv")
     plot_branch(found.branch, found.roots, found.order, found.lam, found.y, found.omega,
                 out / "branch.png")  # fmt: skip
+    checked = ccf_residual_by_quadrature(found.y, found.omega, found.lam,
+                                         check_points(found.y, found.omega))  # fmt: skip
     metrics = {
         "equation": name,
         "order": found.order,
@@ -94,6 +98,8 @@ def write_branch_run(name: str, found: BranchProfile, out: Path) -> dict[str, An
         "grid_steps": list(found.h),
         "lambda_digits": found.digits,
         "discrete_residual": found.residual,
+        "quadrature_residual": max(c["relative"] for c in checked),
+        "quadrature_check": checked,
         "crossings": found.roots,
         "seconds": found.seconds,
         "files": ["branch.csv", "profile.csv", "branch.png", METRICS_FILE],
@@ -111,7 +117,8 @@ def branch_summary(m: dict[str, Any], out: Path) -> str:
         head = (
             f"{m['equation']} order {m['order']}: λ = {m['lambda']:.10g} ({m['lambda_digits']} "
             f"digits on which grids h = {m['grid_steps'][0]:g} and {m['grid_steps'][1]:g} "
-            f"agree), {len(m['crossings'])} crossing(s) of γ = 2 in the bracket at λ ≈ "
+            f"agree), max |E|/|Ω| {m['quadrature_residual']:.1e} by quadrature, "
+            f"{len(m['crossings'])} crossing(s) of γ = 2 in the bracket at λ ≈ "
             f"{', '.join(f'{c:.4f}' for c in m['crossings'])}; {m['seconds']:.1f} s"
         )
     return f"{head}\nrun directory: {out}  ({', '.join(m['files'])})"
