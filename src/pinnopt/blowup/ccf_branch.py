@@ -29,8 +29,10 @@ With s = y e^t and g = Ω s = Θ φ_x, U(y) = (1/π) ∫ g(y e^t) K(t) dt, K = l
 the rest integrated by the trapezoid rule, with the tails beyond the grid from g → 0
 (left) and g ~ s^(1−a), K ~ −2e^(−t) (right). Levenberg–Marquardt solves the 2N + 1
 equations for the 2N unknowns; a root of γ = 2 is one more unknown (λ) and one more
-equation (w(0) = 1 + λ/2). The accuracy is that of the quadrature, second order in h:
-:func:`find_branch_profile` reports λ at two steps, and the digits on which they agree.
+equation (w(0) = 1 + λ/2). The accuracy is that of the trapezoid rules: second order in
+h for smooth integrands, about first order near the sharp peak of an unstable profile
+(docs/blowup.md); :func:`find_branch_profile` reports λ at two steps, and the digits on
+which they agree.
 """
 
 from __future__ import annotations
