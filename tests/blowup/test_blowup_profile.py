@@ -5,14 +5,14 @@ import torch
 
 from pinnopt.blowup.ansatz import BurgersAnsatz
 from pinnopt.blowup.burgers import burgers_lambda
-from pinnopt.blowup.profile import _ProfileSolver, chebyshev_nodes, find_profile
+from pinnopt.blowup.profile import ProfileSolver, chebyshev_nodes, find_profile
 from pinnopt.derivatives import jet
 
 
 def random_ansatz(order=1, trainable=True, degree=12):
     model = BurgersAnsatz(order, 0.3, degree=degree, trainable_lambda=trainable)
     with torch.no_grad():
-        model.series.coeffs.copy_(torch.randn_like(model.series.coeffs, dtype=torch.float64))
+        model.network.coeffs.copy_(torch.randn_like(model.network.coeffs, dtype=torch.float64))
     return model
 
 
@@ -39,7 +39,7 @@ def test_zeta_and_its_inverse():
 def test_projection_makes_the_residual_orthogonal_to_its_lambda_direction():
     torch.manual_seed(1)
     model = random_ansatz(trainable=False)
-    solver = _ProfileSolver(model, 40, 1e-3, project=True)
+    solver = ProfileSolver(model, 40, 1e-3, project=True)
     lam = solver.projected_lambda()
     model.set_lambda(lam)
     r, d = solver.lambda_direction()
@@ -91,7 +91,5 @@ def test_resolution_refinement_grows_the_degree_until_the_target():
     worst = [s["max_residual"] for s in result.stages]
     assert [s["degree"] for s in result.stages] == [6, 12]  # 24 not needed
     assert worst[0] > 1e-4 >= worst[1] == result.check()["max_residual"]
-    assert result.model.series.degree == 12 and result.steps == sum(
-        s["steps"] for s in result.stages
-    )
+    assert result.model.degree == 12 and result.steps == sum(s["steps"] for s in result.stages)
     assert [h["step"] for h in result.history] == sorted(h["step"] for h in result.history)

@@ -113,7 +113,7 @@ class ProfileResult:
             **self.check(),
             "steps": self.steps,
             "seconds": self.seconds,
-            "degree": self.model.series.degree,
+            "degree": self.model.degree,
             "stages": self.stages,
         }
 
@@ -161,7 +161,7 @@ def profile_problem(model: BurgersAnsatz, points: int) -> tuple[Problem, dict[st
 class _ProjectedClosure:
     """The variable-projection closure: residual and Jacobian with λ set to λ*(θ) first."""
 
-    def __init__(self, closure: ResidualClosure, solver: _ProfileSolver) -> None:
+    def __init__(self, closure: ResidualClosure, solver: ProfileSolver) -> None:
         self.closure, self.solver = closure, solver
 
     def __call__(self) -> Tensor:
@@ -177,7 +177,7 @@ class _ProjectedClosure:
         return r, J - torch.outer(unit, unit @ J)
 
 
-class _ProfileSolver:
+class ProfileSolver:
     """Gauss–Newton on one ansatz: λ trainable, eliminated (``project``) or held."""
 
     def __init__(self, model: BurgersAnsatz, points: int, damping: float, project: bool = False
@@ -274,11 +274,11 @@ def find_profile(
         raise ValueError(f"time_limit must be > 0 seconds, got {time_limit}")
     model = BurgersAnsatz(order, lam0, degree=degree, trainable_lambda=lambda_mode == "trainable")
     if initial is not None:
-        if initial.series.degree > degree:
-            raise ValueError(f"initial degree {initial.series.degree} exceeds degree {degree}")
+        if initial.degree > degree:
+            raise ValueError(f"initial degree {initial.degree} exceeds degree {degree}")
         with torch.no_grad():
-            model.series.coeffs[..., : initial.series.degree + 1] = initial.series.coeffs
-    solver = _ProfileSolver(model, points, damping, project=lambda_mode == "projection")
+            model.network.coeffs[..., : initial.degree + 1] = initial.network.coeffs
+    solver = ProfileSolver(model, points, damping, project=lambda_mode == "projection")
     result = ProfileResult(order, lambda_mode, lam0, lam0, 0, 0.0, model)
     start = time.perf_counter()
 
@@ -325,7 +325,7 @@ def find_profile(
         """Train the bare ansatz at fixed λ until its loss stops falling (at most
         ``funnel_steps`` steps); the signed residual s(λ) and the trained state."""
         bare = BurgersAnsatz(order, lam, degree=degree, trainable_lambda=False)
-        probe = _ProfileSolver(bare, points, damping)
+        probe = ProfileSolver(bare, points, damping)
         probe.loss = probe.current_loss()
         for _ in range(funnel_steps):
             tick()
@@ -366,7 +366,7 @@ def find_profile(
     return result
 
 
-def _funnel(solver: _ProfileSolver, at: Callable, budget_left: Callable[[], bool]) -> None:
+def _funnel(solver: ProfileSolver, at: Callable, budget_left: Callable[[], bool]) -> None:
     """Bracket the root of the signed residual s(λ), close in by false position, and leave
     the solver at the λ with the smallest |s| and its trained profile; also when ``at``
     raises to end the search early, once the first fixed-λ training is done."""

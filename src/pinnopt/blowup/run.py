@@ -212,7 +212,7 @@ def write_run(result: ProfileResult, metrics: dict[str, Any], out: Path) -> dict
 
 def save_profile(model: BurgersAnsatz, path: Path) -> None:
     """Write the ansatz (order, degree, stretch, state with λ) to ``path`` atomically."""
-    save_checkpoint(path, {"order": model.order, "degree": model.series.degree,
+    save_checkpoint(path, {"order": model.order, "degree": model.degree,
                            "stretch": model.stretch, "state": model.state_dict()})  # fmt: skip
 
 
@@ -223,7 +223,9 @@ def load_profile(path: str | Path) -> BurgersAnsatz:
     data = torch.load(path, map_location="cpu", weights_only=True)
     model = BurgersAnsatz(data["order"], float(data["state"]["lam"]), degree=data["degree"],
                           stretch=data["stretch"])  # fmt: skip
-    model.load_state_dict(data["state"])
+    # profile.pt files written before the free part was named ``network`` call it ``series``
+    state = {k.replace("series.", "network.", 1): v for k, v in data["state"].items()}
+    model.load_state_dict(state)
     return model
 
 
