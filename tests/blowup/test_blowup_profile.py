@@ -6,7 +6,7 @@ import torch
 from pinnopt.blowup.ansatz import BurgersAnsatz
 from pinnopt.blowup.burgers import burgers_lambda
 from pinnopt.blowup.profile import ProfileSolver, chebyshev_nodes, find_profile
-from pinnopt.derivatives import jet
+from pinnopt.derivatives import jet, jet_torch_func, supports_jet
 
 
 def random_ansatz(order=1, trainable=True, degree=12):
@@ -26,6 +26,24 @@ def test_ansatz_is_odd_with_unit_slope_and_far_field_for_any_coefficients():
     far = torch.tensor([[1e30]], dtype=torch.float64)
     assert model(far)[0, 0].item() / -(1e30**model.beta) == pytest.approx(1.0, rel=1e-3)
     assert torch.all(model(y)[:, 1] == model.lam)
+
+
+@pytest.mark.parametrize("order", [0, 3])
+def test_the_chain_rule_jet_equals_torch_func_derivatives(order):
+    torch.manual_seed(order)
+    model = random_ansatz(order=order, degree=16)
+    y = torch.cat([torch.linspace(-5.0, 5.0, 21), torch.tensor([1e3, 1e10, -1e15])])
+    y = y.to(torch.float64).unsqueeze(1)
+    assert supports_jet(model)  # jet() takes the chain-rule path
+    fast, reference = jet(model, y), jet_torch_func(model, y)
+    for part, ref in zip(fast.parts[:3], reference.parts[:3]):
+        torch.testing.assert_close(part, ref, rtol=1e-11, atol=1e-14)
+    torch.testing.assert_close(jet(model, y, trace=True).lap, reference.hess_diag[:, 0])
+
+
+def test_the_free_part_must_support_the_jet():
+    with pytest.raises(ValueError, match="must support the forward jet"):
+        BurgersAnsatz(0, 0.5, network=torch.nn.Bilinear(1, 1, 1))
 
 
 def test_zeta_and_its_inverse():
