@@ -180,11 +180,12 @@ class _ProjectedClosure:
 class ProfileSolver:
     """Gauss–Newton on one ansatz: λ trainable, eliminated (``project``) or held."""
 
-    def __init__(self, model: BurgersAnsatz, points: int, damping: float, project: bool = False
-                 ) -> None:  # fmt: skip
+    def __init__(self, model: BurgersAnsatz, points: int, damping: float, project: bool = False,
+                 weight: float = 1.0) -> None:  # fmt: skip
         self.model = model
         problem, pts = profile_problem(model, points)
-        self.closure = ResidualClosure(Objective(problem, model, pts))
+        weights = {"d0": weight, "d1": weight}  # the same on both terms: scales the loss
+        self.closure = ResidualClosure(Objective(problem, model, pts, weights))
         self.step_closure = _ProjectedClosure(self.closure, self) if project else self.closure
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = GaussNewton(self.params, solver="qr", damping=damping)
