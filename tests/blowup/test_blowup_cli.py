@@ -84,8 +84,8 @@ def test_funnel_tick_labels_do_not_overlap(trainings, exact):
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_signal_stops_the_run_and_leaves_its_run_directory(tmp_path, sig):
     out = tmp_path / "b"
-    # a run of tens of seconds: the funnel scan alone is 20 fixed-λ trainings
-    args = ["blowup", "burgers", "--degree", "12", "--points", "30", "--max-steps", "200",
+    # a run of about 10 s after its imports (the funnel scan alone is 20 fixed-λ trainings)
+    args = ["blowup", "burgers", "--degree", "40", "--points", "100", "--max-steps", "200",
             "--funnel-scan", "10", "--threads", "1", "--quiet", "--out", str(out)]  # fmt: skip
     proc = subprocess.Popen([sys.executable, "-m", "pinnopt.cli", *args], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
