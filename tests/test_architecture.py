@@ -27,7 +27,9 @@ LAYERS = {
     "solve": 7,
     "bench": 8,
     "run_report": 8,
+    "blowup_command": 8,
     "cli": 9,
+    "__main__": 10,
 }
 
 

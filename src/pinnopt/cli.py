@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from pinnopt.blowup_command import blowup
 from pinnopt.config import ConfigError, load_config, make_config, merge
 from pinnopt.meta_train_config import (
     META_TRAIN_FLAGS,
@@ -26,6 +27,7 @@ from pinnopt.meta_train_config import (
 )
 from pinnopt.run_report import problem_params, result_lines, start_line
 from pinnopt.train.checkpoint import CheckpointError
+from pinnopt.train.distributed import launch_torchrun, launched_by_torchrun, split_nproc
 from pinnopt.train.interrupts import StopRequest, exit_code
 
 app = typer.Typer(
@@ -130,6 +132,10 @@ def solve(
         ),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+    nproc: Annotated[
+        int | None,
+        typer.Option(help="Processes on this machine, started by torchrun, sharing the points."),
+    ] = None,  # read and removed by main(), which starts torchrun
 ) -> None:
     """Train a PINN on PROBLEM and write a run directory.
 
@@ -140,9 +146,12 @@ def solve(
     Ctrl-C or SIGTERM stops at the next step and still writes the run directory
     (checkpoint, metrics, history, plots); exit code 130 (SIGINT) or 143 (SIGTERM).
     """
-    from pinnopt.solve import check_causal, output_config, resume_config
+    import torch.distributed
+
+    from pinnopt.solve import check_causal, on_main, output_config, resume_config
     from pinnopt.solve import solve as run_solve
     from pinnopt.train.causal import parse_epsilon
+    from pinnopt.train.distributed import Sync, init_from_environment
 
     if problem is None and config is None and resume is None:
         print(ctx.get_help())
@@ -196,11 +205,18 @@ def solve(
         else:
             cfg = make_config(merge(base, overrides))
         check_causal(cfg)  # needs the problem; before output_config may clear a run
-        cfg = output_config(cfg, overwrite)
-    console = Console(highlight=False, soft_wrap=True)  # soft wrap: no line break in a number
-    console.print(start_line(cfg, resume is not None))
-    with StopRequest() as stop:  # a signal stops the run, then we report and exit here
-        metrics = run_solve(cfg, resume=resume is not None, overwrite=overwrite)
+    joined = init_from_environment(cfg.training.device)  # one of several processes (torchrun)
+    sync = Sync()
+    if resume is None:
+        cfg = on_main(sync, output_config, cfg, overwrite)  # rank 0 picks the folder
+    console = Console(highlight=False, soft_wrap=True, quiet=not sync.is_main)  # soft wrap:
+    console.print(start_line(cfg, resume is not None))  # no line break in a number
+    try:
+        with StopRequest() as stop:  # a signal stops the run, then we report and exit here
+            metrics = run_solve(cfg, resume=resume is not None, overwrite=overwrite)
+    finally:
+        if joined:
+            torch.distributed.destroy_process_group()
     for line in result_lines(metrics, cfg.out_dir()):
         console.print(line)
     if stop.requested:
@@ -301,106 +317,7 @@ def bench(
         raise typer.Exit(code=exit_code(stop.signum))
 
 
-@app.command()
-def blowup(
-    equation: Annotated[str, typer.Argument(help="The equation: burgers or ccf.")],
-    order: Annotated[int, typer.Option(help="Profile order n >= 0 (0: stable).")] = 0,
-    lambda_mode: Annotated[
-        str | None,
-        typer.Option(
-            "--lambda-mode",
-            help="burgers: trainable [default], projection, funnel; "
-            "ccf: funnel [order 0], branch [orders >= 1], trainable.",
-        ),
-    ] = None,
-    bracket: Annotated[
-        tuple[float, float] | None,
-        typer.Option(help="ccf: search λ in [LO, HI] [the equation's, 0.3 1.5]."),
-    ] = None,
-    target: Annotated[
-        float, typer.Option(help="ccf: refine until the max relative residual is below.")
-    ] = 1e-12,
-    lambda0: Annotated[
-        float | None,
-        typer.Option("--lambda0", help="Starting λ (default: --hypernet, else λ_n·0.95)."),
-    ] = None,
-    hypernet: Annotated[
-        Path | None, typer.Option(help="A saved LambdaHyperNet whose prediction starts λ.")
-    ] = None,
-    degree: Annotated[
-        int | None,
-        typer.Option(help="Degree [burgers: 100, 200, 300 until max|R| < 1e-13; ccf: up to 39]."),
-    ] = None,
-    points: Annotated[int, typer.Option(help="Collocation points (> degree).")] = 400,
-    max_steps: Annotated[
-        int | None, typer.Option("--max-steps", help="GN steps [burgers 200; ccf 30 a stage].")
-    ] = None,
-    time_limit: Annotated[
-        float | None,
-        typer.Option("--time-limit", help="Wall-clock budget in seconds (default: none)."),
-    ] = None,
-    funnel_scan: Annotated[
-        int | None,
-        typer.Option("--funnel-scan", help="Funnel trainings at λ(1±10^-k), k=1..K."),
-    ] = None,
-    threads: Annotated[int, typer.Option(help="Torch threads (0: PyTorch's default).")] = 1,
-    out: Annotated[
-        Path | None, typer.Option(help="Run directory [a new runs/blowup-EQUATION-ORDER-N].")
-    ] = None,
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace the run already in --out.")
-    ] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
-) -> None:
-    """Find a self-similar blow-up profile and its rate λ; write a run directory.
-
-    Ctrl-C or SIGTERM stops the run before its next Gauss–Newton step; the run
-    directory is still written (status "interrupted") and the exit code is 128 + signal.
-    """
-    from pinnopt.blowup.catalog import EQUATIONS, get_equation
-    from pinnopt.blowup.run import RUN_FILES, OptionError, burgers_summary, run_burgers
-    from pinnopt.train.run_directory import holds_run, next_run_dir
-
-    try:
-        chosen = get_equation(equation)
-    except ValueError:
-        allowed = ", ".join(EQUATIONS)
-        raise ConfigError(f"equation: unknown {equation!r}; allowed: {allowed}") from None
-    if threads < 0:
-        raise ConfigError(f"--threads: must be >= 0, got {threads}")
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
-    if out is None:
-        out = next_run_dir("runs", f"blowup-{equation}-{order}")
-    elif not overwrite and holds_run(out, RUN_FILES):
-        raise ConfigError(f"--out: {out} already holds a run; choose another folder or "
-                          "overwrite it (--overwrite)")  # fmt: skip
-    from pinnopt.blowup.series_run import run_series, series_summary
-
-    with StopRequest() as stop:
-        try:
-            if chosen.ansatz == "analytic":
-                steps = _given(max_steps, 30)
-                m = run_series(chosen.name, order, out, lambda_mode, lambda0, bracket,
-                               _given(degree, 39), target, funnel_scan or 0, quiet, time_limit,
-                               lambda: stop.requested, stage_steps=steps)  # fmt: skip
-            else:
-                steps = _given(max_steps, 200)
-                m = run_burgers(order, out, lambda_mode or "trainable", lambda0, hypernet, quiet,
-                                degree, points, steps, funnel_scan, time_limit,
-                                lambda: stop.requested)  # fmt: skip
-        except OptionError as e:
-            raise ConfigError(str(e)) from None
-    summary = series_summary if chosen.ansatz == "analytic" else burgers_summary
-    Console(soft_wrap=True).print(summary(m, out), highlight=False)  # one line per line
-    if stop.requested:  # the files are written; report the signal as a shell would
-        raise typer.Exit(code=exit_code(stop.signum))
-
-
-def _given(value, default):
-    return default if value is None else value
+app.command(name="blowup")(blowup)
 
 
 @app.command(name="meta-train")
@@ -560,6 +477,13 @@ RENAMED_FLAGS = {"--stages": "--networks"}
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app; bad input is one line on stderr and exit code 2."""
     argv = spread_values(sys.argv[1:] if argv is None else list(argv))
+    try:
+        argv, nproc = split_nproc(argv)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if nproc is not None and not launched_by_torchrun():
+        return launch_torchrun(argv, nproc)  # `pinnopt solve … --nproc K`
     for word in argv:
         new = RENAMED_FLAGS.get(word.split("=", 1)[0])
         if new is not None:

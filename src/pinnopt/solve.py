@@ -43,6 +43,7 @@ from pinnopt.problems import Problem, get_problem
 from pinnopt.problems.observations import with_observations
 from pinnopt.train.causal import CausalSettings, CausalWeights, interior_terms, time_axis
 from pinnopt.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from pinnopt.train.distributed import Sync
 from pinnopt.train.multistage import MultiStageResult, NetworkSum, fit_stages, fourier_mlp
 from pinnopt.train.point_weights import POINT_METHODS
 from pinnopt.train.run_directory import check_fresh, clear_run, next_run_dir, write_run_files
@@ -88,7 +89,12 @@ def build_trainer(
     generator = torch.Generator().manual_seed(t.seed)
     points = _field("problem.points", problem.sample, generator, config.problem.points)
     points = {k: v.to(device=device, dtype=dtype) for k, v in points.items()}
-    objective = _field("problem.weights", Objective, problem, model, points, config.problem.weights)
+    sync = Sync()
+    if sync.active:
+        check_one_process_features(config)
+    points, counts = _field("problem.points", sync.shard, points)  # this process's share
+    objective = _field("problem.weights", Objective, problem, model, points,
+                       config.problem.weights, counts)  # fmt: skip
     o = config.optim
     settings = _field(
         "training",
@@ -129,6 +135,23 @@ def build_trainer(
         optimizer = _field(f"optim.options.{stage.name}", trainer.build_optimizer, index)
         _field("optim.scheduler_options", trainer.build_scheduler, index, optimizer)
     return trainer
+
+
+def check_one_process_features(config: Config) -> None:
+    """ConfigError naming the first setting that does not run on several processes yet."""
+    single = {
+        "sampling.method": (config.sampling.method, "fixed"),
+        "weighting.method": (config.weighting.method, "fixed"),
+        "causal.method": (config.causal.method, "none"),
+        "causal.windows": (config.causal.windows, 1),
+        "training.networks": (config.training.networks, 1),
+    }
+    for name, (value, alone) in single.items():
+        if value != alone:
+            raise ConfigError(
+                f"{name}: {value!r} is not supported on more than one process yet "
+                f"(only {alone!r}); run it in one process"
+            )
 
 
 def causal_settings(config: Config) -> CausalSettings:
@@ -255,8 +278,9 @@ def solve(config: Config, resume: bool = False, overwrite: bool = False) -> dict
             f"{windows}); start a new run"
         )
     marching = check_causal(config)  # before the run directory is touched
+    sync = Sync()  # several processes (torchrun): rank 0 picks the folder and writes the files
     if not resume:
-        config = output_config(config, overwrite)
+        config = on_main(sync, output_config, config, overwrite)
     out = config.out_dir()
     if marching is None:
         trainer = build_trainer(config, out)
@@ -270,10 +294,11 @@ def solve(config: Config, resume: bool = False, overwrite: bool = False) -> dict
                 f"{'converged' if trainer.converged else 'used its budget'}; nothing would run "
                 f"(give more --steps than {trainer.step} to continue)"
             )
-    if overwrite and not resume:  # the new run is built: only now may the old one go
-        clear_run(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.toml").write_text(dump_config(config))
+    if sync.is_main:
+        if overwrite and not resume:  # the new run is built: only now may the old one go
+            clear_run(out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.toml").write_text(dump_config(config))
     if marching is not None:
         march = marching.run(
             trainer, lambda p, net: build_trainer(config, None, p, net),
@@ -289,9 +314,23 @@ def solve(config: Config, resume: bool = False, overwrite: bool = False) -> dict
         write_run_files(out, metrics, run.history, run.trainer.model, problem)
     else:
         metrics = trainer.metrics(trainer.fit())  # fit() wrote the run directory
-    if config.sampling.method != "fixed":
+    if config.sampling.method != "fixed" and sync.is_main:
         plot_points(trainer.objective.points, trainer.objective.problem, out / "points.png")
     return metrics
+
+
+def on_main(sync: Sync, fn, *args):
+    """``fn(*args)`` on rank 0, its result (or its ConfigError) handed to every rank."""
+    outcome = None
+    if sync.is_main:
+        try:
+            outcome = fn(*args)
+        except ConfigError as e:
+            outcome = e
+    outcome = sync.broadcast(outcome)
+    if isinstance(outcome, ConfigError):
+        raise outcome
+    return outcome
 
 
 def load_model(run_dir: str | Path) -> torch.nn.Module:

@@ -50,6 +50,7 @@ from pinnopt.objective import Objective, ResidualClosure
 from pinnopt.optim.registry import build_optimizer
 from pinnopt.train.chain import Stage, chain_text, stage_bounds
 from pinnopt.train.checkpoint import CheckpointError, callback_state, save_checkpoint
+from pinnopt.train.distributed import Sync, check_stages
 from pinnopt.train.interrupts import StopRequest, signal_name
 from pinnopt.train.run_directory import write_run_files
 from pinnopt.train.run_state import TrainerSettings, TrainResult, TrainState
@@ -83,6 +84,9 @@ class Trainer:
         self.callbacks = callbacks or []
         self.metadata = dict(metadata or {})
         self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.sync = Sync()  # the other processes of this solve, if torchrun started several
+        if self.sync.active:
+            check_stages(stages)
         self.device = self.params[0].device
         self.dtype = self.params[0].dtype
         s = self.settings
@@ -197,11 +201,13 @@ class Trainer:
         opt.zero_grad(set_to_none=True)
         with self._autocast():
             loss, parts = self.objective.loss_terms()
-        value = float(loss.detach())
+        total, parts = self.sync.losses(loss, parts)  # this shard's part, summed over ranks
+        value = float(total.detach())
         if not math.isfinite(value):
             return value, {}, 0
         self._on_finite_loss()
         self.scaler.scale(loss).backward()
+        self.sync.gradients(self.params)
         if self.settings.clip_grad_norm is not None:
             self.scaler.unscale_(opt)
             torch.nn.utils.clip_grad_norm_(self.params, self.settings.clip_grad_norm)
@@ -230,10 +236,12 @@ class Trainer:
 
         if kind == "residuals":
             objective = self.objective
-            closure = ResidualClosure(
-                objective, lambda r: observe(objective.loss_of(r), objective.term_losses(r))
-            )
-            opt.step(closure)
+
+            def seen(r: Tensor) -> None:  # r is this process's share of the residual
+                observe(*self.sync.losses(objective.loss_of(r), objective.term_losses(r)))
+
+            closure = ResidualClosure(objective, seen)
+            opt.step(self.sync.residual_closure(closure))
             done, self._closure_converged = 1, False
         else:
             start = self.bounds[self.stage_index][0]
@@ -243,9 +251,11 @@ class Trainer:
             def closure() -> Tensor:
                 opt.zero_grad(set_to_none=True)
                 loss, parts = self.objective.loss_terms()
-                observe(loss.detach(), parts)
+                total, parts = self.sync.losses(loss, parts)
+                observe(total.detach(), parts)
                 loss.backward()
-                return loss
+                self.sync.gradients(self.params)
+                return total  # ``loss`` itself in a single process
 
             opt.step(closure, max_iter=chunk)  # a "loss" optimizer's contract (LBFGS)
             done = opt.iterations
@@ -280,6 +290,9 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints
 
     def state_dict(self) -> dict[str, Any]:
+        """The run so far. On several processes the points (and point weights) are the
+        global ones, gathered from every rank: call it on all ranks together."""
+        gather = self.sync.gather_rows
         # a resumed stage whose optimizer is not built yet still has its state to keep
         pending = self._pending_state or {"optimizer": None, "scheduler": None}
         return {
@@ -287,9 +300,9 @@ class Trainer:
             "optimizer": self.optimizer.state_dict() if self.optimizer else pending["optimizer"],
             "scheduler": self.scheduler.state_dict() if self.scheduler else pending["scheduler"],
             "scaler": self.scaler.state_dict(),
-            "points": {k: v.detach().cpu() for k, v in self.objective.points.items()},
+            "points": {k: gather(v.detach()).cpu() for k, v in self.objective.points.items()},
             "weights": dict(self.objective.weights),
-            "point_weights": {k: v.cpu() for k, v in self.objective.point_weights.items()},
+            "point_weights": {k: gather(v).cpu() for k, v in self.objective.point_weights.items()},
             "callbacks": [callback_state(cb) for cb in self.callbacks],
             "stages": [(s.optimizer, s.steps) for s in self.stages],
             "step": self.step,
@@ -312,7 +325,7 @@ class Trainer:
         except (RuntimeError, KeyError) as e:
             raise CheckpointError(f"checkpoint does not match the model: {e}") from None
         points = {k: v.to(device=self.device, dtype=self.dtype) for k, v in state["points"].items()}
-        self.objective.set_points(points)
+        self.objective.set_points(*self.sync.shard(points))  # this rank's share of them
         self.objective.set_weights(state.get("weights", {}))
         self.objective.set_point_weights(state.get("point_weights", {}))
         for cb, cb_state in zip(self.callbacks, state.get("callbacks", [])):
@@ -334,7 +347,9 @@ class Trainer:
 
     def save(self) -> None:
         if self.out_dir is not None:
-            save_checkpoint(self.out_dir / CHECKPOINT_NAME, self.state_dict())
+            state = self.state_dict()  # on every rank: it gathers the points
+            if self.sync.is_main:
+                save_checkpoint(self.out_dir / CHECKPOINT_NAME, state)
 
     # ------------------------------------------------------------------ loop
 
@@ -369,7 +384,7 @@ class Trainer:
             MofNCompleteColumn(),
             TextColumn("loss {task.fields[loss]:.3e}"),
             TimeElapsedColumn(),
-            disable=self.settings.quiet,
+            disable=self.settings.quiet or not self.sync.is_main,
             transient=False,
         )
 
@@ -397,7 +412,7 @@ class Trainer:
             result = self._result(status, loss, parts)
             if status == "interrupted":
                 result.signal = stop.signum
-            if self.out_dir is not None:
+            if self.out_dir is not None and self.sync.is_main:
                 self.write_run(result)
         if stop is request:  # nobody above this run handles the stop: hand the signal on
             request.pass_on()
@@ -425,10 +440,15 @@ class Trainer:
                     closure = self._current_stage().spec.closure
                     stage_done = False
                     while self.step < end:
-                        if stop.requested:  # Ctrl-C or SIGTERM: stop between two steps
+                        over_time = (
+                            s.time_limit is not None and time.perf_counter() - start >= s.time_limit
+                        )
+                        # agreed by all ranks: none may stop alone and leave the others waiting
+                        interrupted, over_time = self.sync.agree([stop.requested, over_time])
+                        if interrupted:  # Ctrl-C or SIGTERM: stop between two steps
                             status = "interrupted"
                             break
-                        if s.time_limit is not None and time.perf_counter() - start >= s.time_limit:
+                        if over_time:
                             status = "time_limit"
                             break
                         # errors are measured at the parameters the step starts from
@@ -520,7 +540,7 @@ class Trainer:
         return out
 
     def _final_loss(self) -> tuple[float, dict[str, float]]:
-        loss, parts = self.objective.loss_terms()
+        loss, parts = self.sync.losses(*self.objective.loss_terms())
         return float(loss.detach()), {k: float(v.detach()) for k, v in parts.items()}
 
     def _result(self, status: str, loss: float, parts: dict[str, float]) -> TrainResult:

@@ -1,0 +1,108 @@
+"""One solve on two processes (torch.distributed, gloo) against the same solve on one.
+
+The global point set is the same (drawn from the seed, then sharded), and the objective is
+normalised with the global counts, so both take the same steps: the parameters after N
+steps agree to rounding (the order of the sums differs), asserted to 1e-10 in float64.
+"""
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from pinnopt.config import ConfigError, make_config
+from pinnopt.solve import build_trainer
+from pinnopt.train.checkpoint import load_checkpoint
+from pinnopt.train.distributed import Sync, split_nproc
+from pinnopt.train.trainer import CHECKPOINT_NAME
+
+# name -> (optimizer chain, options); odd point counts make the shards uneven
+CASES = {
+    "adam": ("adam", {}),
+    "lbfgs": ("adam:5,lbfgs", {}),
+    "gn_dense": ("gn", {}),
+    "gn_chunked": ("gn", {"gn": {"solver": "chunked"}}),
+}
+STEPS = 12
+
+
+def config(optimizer: str, options: dict, steps: int = STEPS):
+    return make_config({
+        "problem": {"name": "poisson2d", "points": {"pde": 41, "bc": 17}},
+        "model": {"width": 6, "depth": 1},
+        "optim": {"optimizer": optimizer, "options": options},
+        "training": {"steps": steps, "seed": 3, "eval_every": 10**6},
+        "output": {"quiet": True},
+    })  # fmt: skip
+
+
+def final_parameters(optimizer: str, options: dict) -> list[torch.Tensor]:
+    trainer = build_trainer(config(optimizer, options))
+    trainer.fit()
+    return [p.detach().clone() for p in trainer.params]
+
+
+def two_ranks(rank: int, init_file: str, out: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    try:
+        sync = Sync()
+        assert sync.active and sync.size == 2
+        trainer = build_trainer(config("adam", {}))
+        shard = {k: v.shape[0] for k, v in trainer.objective.points.items()}
+        assert shard == ({"pde": 21, "bc": 9} if rank == 0 else
+                         {"pde": 20, "bc": 8})  # fmt: skip
+        results = {name: final_parameters(*case) for name, case in CASES.items()}
+        # half the steps, with a checkpoint (written by rank 0), for a resume on one process
+        build_trainer(config(*CASES["lbfgs"], steps=STEPS // 2), Path(out) / "half").fit()
+        if rank == 0:
+            torch.save(results, Path(out) / "two_ranks.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_processes_take_the_steps_of_one_and_their_checkpoint_resumes_on_one(tmp_path):
+    mp.spawn(two_ranks, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2)
+    got = torch.load(tmp_path / "two_ranks.pt")
+    torch.set_num_threads(1)
+    for name, case in CASES.items():
+        expected = final_parameters(*case)
+        start = build_trainer(config(*case)).params
+        moved = max(float((a - b.detach()).abs().max()) for a, b in zip(expected, start))
+        assert moved > 1e-3, name  # the steps did something
+        for a, b in zip(got[name], expected):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-10, msg=name)
+    # the checkpoint that two processes wrote resumes on one and continues the trajectory
+    # that one process would follow from its own checkpoint at the same step
+    build_trainer(config(*CASES["lbfgs"], steps=STEPS // 2), tmp_path / "one").fit()
+    for a, b in zip(resumed(tmp_path / "half"), resumed(tmp_path / "one")):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
+
+
+def resumed(run_dir: Path) -> list[torch.Tensor]:
+    trainer = build_trainer(config(*CASES["lbfgs"]))
+    trainer.load_state_dict(load_checkpoint(run_dir / CHECKPOINT_NAME))
+    assert trainer.step == STEPS // 2
+    trainer.fit()
+    return [p.detach().clone() for p in trainer.params]
+
+
+def test_nproc_is_read_off_the_command_line():
+    assert split_nproc(["solve", "poisson1d", "--nproc", "2", "--quiet"]) == (
+        ["solve", "poisson1d", "--quiet"], 2)  # fmt: skip
+    assert split_nproc(["solve", "--nproc=3"]) == (["solve"], 3)
+    assert split_nproc(["solve", "poisson1d"]) == (["solve", "poisson1d"], None)
+    with pytest.raises(ValueError, match="--nproc: must be an integer >= 1, got '0'"):
+        split_nproc(["solve", "--nproc", "0"])
+    with pytest.raises(ValueError, match="only `pinnopt solve` runs on several processes"):
+        split_nproc(["bench", "--nproc", "2"])
+
+
+def test_a_feature_not_sharded_yet_is_refused_on_two_processes():
+    from pinnopt.solve import check_one_process_features
+
+    cfg = make_config({"problem": {"name": "poisson1d"}, "sampling": {"method": "rad"}})
+    with pytest.raises(ConfigError, match="sampling.method: 'rad' is not supported on more"):
+        check_one_process_features(cfg)
