@@ -27,7 +27,12 @@ from pinnopt.meta_train_config import (
 )
 from pinnopt.run_report import problem_params, result_lines, start_line
 from pinnopt.train.checkpoint import CheckpointError
-from pinnopt.train.distributed import launch_torchrun, launched_by_torchrun, split_nproc
+from pinnopt.train.distributed import (
+    ProcessGroupError,
+    launch_torchrun,
+    launched_by_torchrun,
+    split_nproc,
+)
 from pinnopt.train.interrupts import StopRequest, exit_code
 
 app = typer.Typer(
@@ -286,10 +291,18 @@ def bench(
         int | None, typer.Option("--eval-every", help="Steps between error evaluations.")
     ] = None,
     config: Annotated[Path | None, typer.Option(help="Base TOML config of every run.")] = None,
+    jobs: Annotated[int, typer.Option(help="Cells run at a time, in local processes.")] = 1,
+    ray: Annotated[
+        str | None,
+        typer.Option(help="Run the cells as Ray tasks: --ray (a local Ray) or --ray ADDRESS."),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
-    """Run every problem × optimizer × seed; write results.csv, results.md and plots to OUT."""
+    """Run every problem × optimizer × seed; write results.csv, results.md and plots to OUT.
+
+    Cells already done in OUT (same config, finished) are read back, not run again."""
     from pinnopt.bench.matrix import bench_command, check_buildable, plan
+    from pinnopt.bench.pool import import_ray
     from pinnopt.bench.report import write_report
     from pinnopt.bench.runner import run_matrix
 
@@ -303,12 +316,22 @@ def bench(
     }
     data = merge(data, {k: {f: v for f, v in d.items() if v is not None} for k, d in flags.items()})
     names = [p for entry in problems or [] for p in entry.split(",") if p.strip()]
+    if jobs < 1:
+        raise ConfigError(f"--jobs: must be an integer >= 1, got {jobs}")
+    if ray is not None:
+        if jobs != 1:
+            raise ConfigError("--jobs: Ray schedules the cells itself; give --jobs or --ray")
+        try:
+            import_ray()
+        except ImportError as e:
+            raise ConfigError(f"--ray: {e}") from None
     runs = plan(data, names, optimizers, seeds, out)
     check_buildable(runs)
     command = bench_command(problems, optimizers, seeds, out, config, flags, quiet)
+    command += f" --jobs {jobs}" if jobs > 1 else f" --ray {ray}" if ray else ""
     console = Console()
     with StopRequest() as stop:  # Ctrl-C / SIGTERM: the current run stops and is saved
-        rows = run_matrix(runs, out, command, console, quiet)
+        rows = run_matrix(runs, out, command, console, quiet, jobs, ray)
     paths = write_report(out)
     console.print(f"{len(rows)} of {len(runs)} runs; results in {out}:", highlight=False)
     for name in ["results.csv", *paths]:
@@ -477,6 +500,9 @@ RENAMED_FLAGS = {"--stages": "--networks"}
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app; bad input is one line on stderr and exit code 2."""
     argv = spread_values(sys.argv[1:] if argv is None else list(argv))
+    argv = [w for i, w in enumerate(argv) for w in (  # a bare --ray: a local Ray
+        [w, "local"] if w == "--ray" and (i + 1 == len(argv) or argv[i + 1].startswith("-"))
+        else [w])]  # fmt: skip
     try:
         argv, nproc = split_nproc(argv)
     except ValueError as e:
@@ -502,6 +528,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except typer.Exit as e:
         return e.exit_code
+    except ProcessGroupError as e:  # a process of a several-process solve died or hung
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     except typer.Abort:
         print("aborted", file=sys.stderr)
         return 1

@@ -5,6 +5,7 @@ normalised with the global counts, so both take the same steps: the parameters a
 steps agree to rounding (the order of the sums differs), asserted to 1e-10 in float64.
 """
 
+import os
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ import torch.multiprocessing as mp
 from pinnopt.config import ConfigError, make_config
 from pinnopt.solve import build_trainer
 from pinnopt.train.checkpoint import load_checkpoint
-from pinnopt.train.distributed import Sync, split_nproc
+from pinnopt.train.distributed import ProcessGroupError, Sync, split_nproc
 from pinnopt.train.trainer import CHECKPOINT_NAME
 
 # name -> (optimizer chain, options); odd point counts make the shards uneven
@@ -106,3 +107,44 @@ def test_a_feature_not_sharded_yet_is_refused_on_two_processes():
     cfg = make_config({"problem": {"name": "poisson1d"}, "sampling": {"method": "rad"}})
     with pytest.raises(ConfigError, match="sampling.method: 'rad' is not supported on more"):
         check_one_process_features(cfg)
+
+
+def dies_at_step(rank: int, init_file: str, out: str, report: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    cfg = make_config({
+        "problem": {"name": "poisson2d"}, "model": {"width": 6, "depth": 1},
+        "optim": {"optimizer": "adam"}, "output": {"quiet": True},
+        "training": {"steps": 10**6, "checkpoint_every": 20, "eval_every": 10**6},
+    })  # fmt: skip
+    trainer = build_trainer(cfg, Path(out))
+
+    def die(state) -> None:
+        if rank == 1 and state.step >= 70:
+            os._exit(0)  # a process that vanishes mid-run, without a word to the others
+
+    trainer.callbacks.append(die)
+    try:
+        trainer.fit()
+        outcome = "finished"
+    except ProcessGroupError as e:
+        outcome = str(e)
+    Path(report).write_text(outcome)
+
+
+def test_a_rank_that_dies_stops_the_other_with_one_line_and_a_good_checkpoint(tmp_path):
+    context = mp.get_context("spawn")
+    report = tmp_path / "report.txt"
+    args = (str(tmp_path / "init"), str(tmp_path / "run"), str(report))
+    procs = [context.Process(target=dies_at_step, args=(rank, *args)) for rank in (0, 1)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+    assert [p.exitcode for p in procs] == [0, 0]  # neither hung
+    message = report.read_text()
+    assert message.startswith("another process of this solve stopped or did not answer (")
+    assert "\n" not in message and message.endswith("the last checkpoint is good: resume from it")
+    state = load_checkpoint(tmp_path / "run" / CHECKPOINT_NAME)
+    assert 0 < state["step"] <= 70 and state["step"] % 20 == 0
+    assert {k: v.shape[0] for k, v in state["points"].items()} == {"pde": 1000, "bc": 200}

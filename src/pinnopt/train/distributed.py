@@ -20,7 +20,11 @@ loss, L = Σ_ranks L_rank, and ∇L = Σ_ranks ∇L_rank. Every rank then takes 
   supported yet.
 
 Decisions that end a run (time limit, a signal) are agreed on by all ranks
-(:meth:`Sync.agree`), so no rank waits in a collective the others have left. Only rank 0
+(:meth:`Sync.agree`), so no rank waits in a collective the others have left. A rank that
+dies makes the next collective of the others fail: at once when its connection closes,
+after :data:`DEFAULT_TIMEOUT_S` when it hangs. That failure is raised as
+:class:`ProcessGroupError` (one line on the command line, exit code 1); the last
+checkpoint, written atomically by rank 0 before, stays good. Only rank 0
 writes the run directory and checkpoints and draws the progress bar. The communication
 is torch.distributed's own (gloo on CPU, NCCL on CUDA); nothing here sends bytes itself.
 """
@@ -85,6 +89,22 @@ def init_from_environment(device: str = "cpu", timeout_s: float = DEFAULT_TIMEOU
     return True
 
 
+class ProcessGroupError(RuntimeError):
+    """Another process of this solve stopped (or stopped answering within the timeout)."""
+
+
+def _collective(fn, *args, **kwargs):
+    """``fn(*args, **kwargs)``, a torch.distributed call; its failure as ProcessGroupError."""
+    try:
+        return fn(*args, **kwargs)
+    except RuntimeError as e:  # gloo and NCCL raise RuntimeError (DistBackendError among them)
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ProcessGroupError(
+            f"another process of this solve stopped or did not answer ({reason[:200]}); "
+            "the last checkpoint is good: resume from it"
+        ) from None
+
+
 def check_stages(stages) -> None:
     """ValueError naming the first chain stage that cannot run on more than one process."""
     for stage in stages:
@@ -136,7 +156,7 @@ class Sync:
         flat = torch.cat([
             (p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params
         ])  # fmt: skip
-        dist.all_reduce(flat)
+        _collective(dist.all_reduce, flat)
         offset = 0
         for p in params:
             n = p.numel()
@@ -152,7 +172,7 @@ class Sync:
         if not self.active:
             return loss, parts
         values = torch.stack([loss.detach(), *(v.detach() for v in parts.values())])
-        dist.all_reduce(values)
+        _collective(dist.all_reduce, values)
         return values[0], dict(zip(parts, values[1:]))
 
     def agree(self, flags: Sequence[bool]) -> list[bool]:
@@ -160,7 +180,7 @@ class Sync:
         if not self.active:
             return list(flags)
         values = torch.tensor([1.0 if f else 0.0 for f in flags])
-        dist.all_reduce(values, op=dist.ReduceOp.MAX)
+        _collective(dist.all_reduce, values, op=dist.ReduceOp.MAX)
         return [bool(v > 0) for v in values]
 
     def total(self, values: Sequence[int]) -> list[int]:
@@ -168,7 +188,7 @@ class Sync:
         if not self.active:
             return list(values)
         t = torch.tensor(list(values), dtype=torch.int64)
-        dist.all_reduce(t)
+        _collective(dist.all_reduce, t)
         return t.tolist()
 
     def gather_rows(self, t: Tensor) -> Tensor:
@@ -179,13 +199,13 @@ class Sync:
         padded = t.new_zeros((max(rows), *t.shape[1:]))
         padded[: t.shape[0]] = t
         parts = [torch.empty_like(padded) for _ in range(self.size)]
-        dist.all_gather(parts, padded.contiguous())
+        _collective(dist.all_gather, parts, padded.contiguous())
         return torch.cat([p[:n] for p, n in zip(parts, rows)])
 
     def total_each(self, n: int) -> list[int]:
         """Every rank's ``n``, in rank order."""
         counts = [torch.zeros(1, dtype=torch.int64) for _ in range(self.size)]
-        dist.all_gather(counts, torch.tensor([n], dtype=torch.int64))
+        _collective(dist.all_gather, counts, torch.tensor([n], dtype=torch.int64))
         return [int(c.item()) for c in counts]
 
     def broadcast(self, value):
@@ -193,7 +213,7 @@ class Sync:
         if not self.active:
             return value
         box = [value]
-        dist.broadcast_object_list(box, src=0)
+        _collective(dist.broadcast_object_list, box, src=0)
         return box[0]
 
     def residual_closure(self, closure: ResidualClosure) -> ShardedClosure | ResidualClosure:
@@ -225,7 +245,7 @@ class ShardedClosure:
     def normal_equations(self, params: Sequence[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
         r, gram, grad = self.closure.normal_equations(params)
         both = torch.cat([gram.reshape(-1), grad])
-        dist.all_reduce(both)
+        _collective(dist.all_reduce, both)
         n = grad.numel()
         return self.sync.gather_rows(r), both[: n * n].view(n, n), both[n * n :]
 
