@@ -25,18 +25,25 @@ CASES = {
     "lbfgs": ("adam:5,lbfgs", {}),
     "gn_dense": ("gn", {}),
     "gn_chunked": ("gn", {"gn": {"solver": "chunked"}}),
+    "adam_rad_grad_norm": ("adam", "rad+grad_norm"),
 }
 STEPS = 12
 
 
-def config(optimizer: str, options: dict, steps: int = STEPS):
-    return make_config({
+def config(optimizer: str, options: dict | str, steps: int = STEPS):
+    data = {
         "problem": {"name": "poisson2d", "points": {"pde": 41, "bc": 17}},
         "model": {"width": 6, "depth": 1},
-        "optim": {"optimizer": optimizer, "options": options},
+        "optim": {"optimizer": optimizer},
         "training": {"steps": steps, "seed": 3, "eval_every": 10**6},
         "output": {"quiet": True},
-    })  # fmt: skip
+    }  # fmt: skip
+    if options == "rad+grad_norm":  # points and weights that move every 4 steps
+        data["sampling"] = {"method": "rad", "period": 4}
+        data["weighting"] = {"method": "grad_norm", "period": 4}
+    else:
+        data["optim"]["options"] = options
+    return make_config(data)
 
 
 def final_parameters(optimizer: str, options: dict) -> list[torch.Tensor]:
@@ -104,8 +111,11 @@ def test_nproc_is_read_off_the_command_line():
 def test_a_feature_not_sharded_yet_is_refused_on_two_processes():
     from pinnopt.solve import check_one_process_features
 
-    cfg = make_config({"problem": {"name": "poisson1d"}, "sampling": {"method": "rad"}})
-    with pytest.raises(ConfigError, match="sampling.method: 'rad' is not supported on more"):
+    cfg = make_config({"problem": {"name": "poisson1d"}, "weighting": {"method": "ntk"}})
+    with pytest.raises(ConfigError, match="weighting.method: 'ntk' is not supported on more"):
+        check_one_process_features(cfg)
+    cfg = make_config({"problem": {"name": "poisson1d"}, "training": {"networks": 2}})
+    with pytest.raises(ConfigError, match="training.networks: 2 is not supported on more"):
         check_one_process_features(cfg)
 
 

@@ -19,6 +19,10 @@ loss, L = Σ_ranks L_rank, and ∇L = Σ_ranks ∇L_rank. Every rank then takes 
   so damping decisions are the same everywhere. The matrix-free ``cg`` back end is not
   supported yet.
 
+Adaptive sampling (:mod:`pinnopt.train.sampling`) and ``grad_norm`` weighting
+(:mod:`pinnopt.train.weighting`) work on the global points through :meth:`Sync.gather_rows`
+and :meth:`Sync.sum`, so every rank draws and weights alike.
+
 Decisions that end a run (time limit, a signal) are agreed on by all ranks
 (:meth:`Sync.agree`), so no rank waits in a collective the others have left. A rank that
 dies makes the next collective of the others fail: at once when its connection closes,
@@ -149,14 +153,19 @@ class Sync:
                 )
         return {k: torch.tensor_split(x, self.size)[self.rank] for k, x in points.items()}, counts
 
+    def sum(self, t: Tensor) -> Tensor:
+        """``t`` summed over the ranks, in place (one all_reduce); returns it."""
+        if self.active:
+            _collective(dist.all_reduce, t)
+        return t
+
     def gradients(self, params: Sequence[Tensor]) -> None:
         """Sum every parameter's .grad over the ranks (one all_reduce of a flat buffer)."""
         if not self.active:
             return
-        flat = torch.cat([
+        flat = self.sum(torch.cat([
             (p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params
-        ])  # fmt: skip
-        _collective(dist.all_reduce, flat)
+        ]))  # fmt: skip
         offset = 0
         for p in params:
             n = p.numel()

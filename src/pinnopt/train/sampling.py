@@ -22,6 +22,11 @@ checkpoint). Each round leaves statistics for the next history row
 (``trainer.log_values``): ``points_<term>``, and over the pool ``pool_mean_<term>``
 (mean |r|), ``pool_max_<term>`` and ``pool_p99_<term>`` (99th percentile of |r|).
 Observation terms (points that carry data) are never resampled.
+
+On several processes (:mod:`pinnopt.train.distributed`) a round works on the global
+points: every process draws the same pool, evaluates the residual on its share of it and
+gathers the rest, chooses the same new global points from the same generator, and keeps
+its share of them; the sizes (N, the cap) are the global counts.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import torch
 from torch import Tensor
 
 from pinnopt.objective import Objective
+from pinnopt.train.distributed import Sync
 
 METHODS = ("fixed", "resample", "rad", "rar_d", "r3")
 # (k, c) of the density where the method uses one, after Wu et al. 2023
@@ -111,7 +117,10 @@ class AdaptiveSampler:
         if data:
             raise ValueError(f"terms: {data} carry observations and cannot be resampled")
         self.terms = terms
-        self.initial = {t.name: objective.points[t.name].shape[0] for t in terms}
+        self.sync = Sync()
+        self.initial = {
+            t.name: objective.counts.get(t.name, objective.points[t.name].shape[0]) for t in terms
+        }  # global counts
 
     def __call__(self, state) -> bool:
         """After a step: a round if the step crossed a multiple of ``period`` (the round's
@@ -130,10 +139,10 @@ class AdaptiveSampler:
         ref = next(iter(objective.points.values()))
         new, stats = {}, {}
         for term in self.terms:
-            current = objective.points[term.name]
+            current = self.sync.gather_rows(objective.points[term.name])
             n = self.initial[term.name]
             pool = term.sampler(s.pool * n, generator).to(device=ref.device, dtype=ref.dtype)
-            r = objective.residuals_at(pool, term.name).abs()
+            r = self._residuals(pool, term.name)
             points = self._choose(term, current, pool, r, n, generator)
             new[term.name] = points
             q = torch.quantile(r.double().cpu(), 0.99) if r.numel() > 1 else r.max()
@@ -141,8 +150,13 @@ class AdaptiveSampler:
                           f"pool_mean_{term.name}": float(r.mean()),
                           f"pool_max_{term.name}": float(r.max()),
                           f"pool_p99_{term.name}": float(q)})  # fmt: skip
-        objective.set_points(new)
+        objective.set_points(*self.sync.shard(new))  # this process's share of them
         return stats
+
+    def _residuals(self, x: Tensor, term: str) -> Tensor:
+        """|r| of ``term`` at all of ``x``, each process evaluating its share."""
+        mine = torch.tensor_split(x, self.sync.size)[self.sync.rank]
+        return self.sync.gather_rows(self.objective.residuals_at(mine, term).abs())
 
     def _choose(self, term, current, pool, r, n, generator) -> Tensor:
         s = self.settings
@@ -161,7 +175,7 @@ class AdaptiveSampler:
             picked = torch.multinomial(p.cpu(), m, replacement=False, generator=generator)
             return torch.cat([current, pool[picked]])
         # r3: keep the points of the current set whose residual is above its mean
-        rc = self.objective.residuals_at(current, term.name).abs()
+        rc = self._residuals(current, term.name)
         kept = current[rc > rc.mean()]
         return torch.cat([kept, pool[: max(0, n - kept.shape[0])]])
 

@@ -51,6 +51,7 @@ from typing import Any
 import torch
 
 from pinnopt.objective import Objective
+from pinnopt.train.distributed import Sync
 from pinnopt.train.point_weights import POINT_METHODS, PointWeighter, point_terms
 
 TERM_METHODS = ("grad_norm", "ntk", "relobralo")
@@ -111,14 +112,21 @@ class WeightingSettings:
 
 
 def gradient_norms(objective: Objective) -> dict[str, float]:
-    """‖∇_θ L_k‖ for every term, L_k = ½ mean r_k² (unweighted)."""
+    """‖∇_θ L_k‖ for every term, L_k = ½ mean r_k² (unweighted), the mean over the global
+    points: on several processes each holds its share of the sum, and the gradients are
+    summed over the processes before the norm."""
     params = [p for p in objective.model.parameters() if p.requires_grad]
+    sync = Sync()
     norms = {}
     with torch.enable_grad():
         for name, r in objective.residuals().items():
-            loss = 0.5 * r.square().mean()
+            loss = 0.5 * r.square().sum() / objective.counts.get(name, r.numel())
             grads = torch.autograd.grad(loss, params, allow_unused=True)
-            norms[name] = math.sqrt(sum(float(g.square().sum()) for g in grads if g is not None))
+            flat = torch.cat([
+                (g if g is not None else torch.zeros_like(p)).reshape(-1)
+                for p, g in zip(params, grads)
+            ])  # fmt: skip
+            norms[name] = math.sqrt(float(sync.sum(flat).square().sum()))
     return norms
 
 
