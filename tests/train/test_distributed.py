@@ -25,6 +25,7 @@ CASES = {
     "lbfgs": ("adam:5,lbfgs", {}),
     "gn_dense": ("gn", {}),
     "gn_chunked": ("gn", {"gn": {"solver": "chunked"}}),
+    "kfac": ("kfac", {}),
     "adam_rad_grad_norm": ("adam", "rad+grad_norm"),
 }
 STEPS = 12

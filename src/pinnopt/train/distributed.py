@@ -17,7 +17,9 @@ loss, L = Σ_ranks L_rank, and ∇L = Σ_ranks ∇L_rank. Every rank then takes 
   itself and gather its rows (M × P) on every rank, so they give the same result but
   do not scale. The residual r (M numbers) is gathered for the loss and the gain ratio,
   so damping decisions are the same everywhere. The matrix-free ``cg`` back end is not
-  supported yet.
+  supported yet;
+* K-FAC sums what it needs itself (the loss, the gradient, its Kronecker factors,
+  ‖Jv‖²) through the ``reduce`` of a :class:`ReducingClosure`.
 
 Adaptive sampling (:mod:`pinnopt.train.sampling`) and ``grad_norm`` weighting
 (:mod:`pinnopt.train.weighting`) work on the global points through :meth:`Sync.gather_rows`
@@ -112,10 +114,10 @@ def _collective(fn, *args, **kwargs):
 def check_stages(stages) -> None:
     """ValueError naming the first chain stage that cannot run on more than one process."""
     for stage in stages:
-        if stage.spec.closure == "residuals" and stage.spec.name != "gn":
+        if stage.spec.closure == "residuals" and stage.spec.name not in ("gn", "kfac"):
             raise ValueError(
                 f"optimizer {stage.optimizer} is not supported on more than one process yet; "
-                "first-order optimizers, L-BFGS, the quasi-Newton methods and gn are"
+                "first-order optimizers, L-BFGS, the quasi-Newton methods, gn and kfac are"
             )
         if stage.options.get("solver") == "cg":
             raise ValueError(
@@ -225,9 +227,17 @@ class Sync:
         _collective(dist.broadcast_object_list, box, src=0)
         return box[0]
 
-    def residual_closure(self, closure: ResidualClosure) -> ShardedClosure | ResidualClosure:
-        """``closure`` as Gauss–Newton sees it on all the ranks together (itself when alone)."""
-        return ShardedClosure(closure, self) if self.active else closure
+    def residual_closure(
+        self, closure: ResidualClosure, optimizer
+    ) -> ShardedClosure | ReducingClosure | ResidualClosure:
+        """``closure`` as ``optimizer`` sees it on all the ranks together (itself when alone):
+        a :class:`ReducingClosure` for an optimizer that sums over the processes itself
+        (``sums_over_processes``: K-FAC), a :class:`ShardedClosure` otherwise (Gauss–Newton)."""
+        if not self.active:
+            return closure
+        if getattr(optimizer, "sums_over_processes", False):
+            return ReducingClosure(closure, self)
+        return ShardedClosure(closure, self)
 
 
 class ShardedClosure:
@@ -260,3 +270,19 @@ class ShardedClosure:
 
     def without_graph(self) -> Tensor:
         return self.sync.gather_rows(self.closure.without_graph())
+
+
+class ReducingClosure:
+    """This rank's residual closure as it is (r with its graph, its own pass sizes), with
+    ``reduce``, the sum over the ranks, for an optimizer that reduces what it needs (K-FAC:
+    the loss, the gradient, its Kronecker factors and ‖Jv‖²)."""
+
+    def __init__(self, closure: ResidualClosure, sync: Sync) -> None:
+        self.closure, self.reduce = closure, sync.sum
+
+    @property
+    def pass_sizes(self) -> list[int]:
+        return self.closure.pass_sizes
+
+    def __call__(self) -> Tensor:
+        return self.closure()

@@ -241,7 +241,7 @@ class Trainer:
                 observe(*self.sync.losses(objective.loss_of(r), objective.term_losses(r)))
 
             closure = ResidualClosure(objective, seen)
-            opt.step(self.sync.residual_closure(closure))
+            opt.step(self.sync.residual_closure(closure, opt))
             done, self._closure_converged = 1, False
         else:
             start = self.bounds[self.stage_index][0]

@@ -49,7 +49,11 @@ class KFAC(Optimizer):
     graph (:class:`pinnopt.objective.ResidualClosure`); one residual per point and
     model pass, in the order of the passes (what ``Objective`` does). A closure with
     ``pass_sizes`` (the objective's points per term) has them checked against the
-    passes the layers saw. Hooks are on the model only during ``step``.
+    passes the layers saw. Hooks are on the model only during ``step``. A closure with
+    ``reduce`` holds a share of the points (one of several processes): every number
+    that sums over the points (the loss, the gradient, the Kronecker factors, the
+    quadratic model's ‖Jv‖²) goes through ``reduce``, a sum over the shares, so every
+    process takes the step of the whole problem (:attr:`sums_over_processes`).
 
     Args:
         model: the network whose ``nn.Linear`` layers are preconditioned.
@@ -149,6 +153,10 @@ class KFAC(Optimizer):
             self.base = build_optimizer(base, params, options.pop("lr", None), **options)
         elif base_options:
             raise ValueError("Invalid base_options: given without base")
+        self._sum = _unchanged  # the closure's ``reduce`` during a step
+
+    # the trainer hands a closure with ``reduce`` to this optimizer on several processes
+    sums_over_processes = True
 
     # ------------------------------------------------------------------ state
 
@@ -193,10 +201,12 @@ class KFAC(Optimizer):
             raise ValueError("KFAC needs a closure that returns the residual vector")
         group, state, pre = self.param_groups[0], self._state(), self.preconditioner
         params = self._params
+        # a closure over a share of the points (one of several processes) sums over them
+        self._sum = getattr(closure, "reduce", None) or _unchanged
         pre.clear()
         with pre.recording(), torch.enable_grad():
             r = closure().reshape(-1)
-        loss = 0.5 * r.detach().dot(r.detach())
+        loss = self._sum(0.5 * r.detach().dot(r.detach()))
         if not torch.isfinite(loss):
             pre.clear()
             return loss.detach()
@@ -205,10 +215,11 @@ class KFAC(Optimizer):
             if pre.other_params and self.base is None and group["update"] == "auto":
                 others = MatrixFreeJacobian(r, pre.other_params)
                 block = _dense_block(others)
-            grads = pre.residual_gradients(r, getattr(closure, "pass_sizes", None))
+                block = None if block is None else self._sum(block)
+            grads = self._summed(pre.residual_gradients(r, getattr(closure, "pass_sizes", None)))
         step = state["step"]
         if step % group["factor_period"] == 0:
-            pre.update_factors(group["decay"])
+            pre.update_factors(group["decay"], None if self._sum is _unchanged else self._sum)
         damping = state["damping"]
         if step % group["inverse_period"] == 0 or not pre.curvature(pre.layers[0]).inverted:
             pre.update_inverses(damping)
@@ -226,7 +237,15 @@ class KFAC(Optimizer):
 
     def _loss(self, closure: Callable[[], Tensor]) -> float:
         r = closure().reshape(-1)
-        return float(0.5 * r.dot(r))
+        return float(self._sum(0.5 * r.dot(r)))
+
+    def _summed(self, tensors: list[Tensor]) -> list[Tensor]:
+        """``tensors`` summed over the processes (one reduction of their concatenation)."""
+        if self._sum is _unchanged:
+            return tensors
+        flat = self._sum(torch.cat([t.reshape(-1) for t in tensors]))
+        parts = flat.split([t.numel() for t in tensors])
+        return [part.view_as(t) for part, t in zip(parts, tensors)]
 
     def _auto(self, closure, grads, loss, others, block, group, state) -> None:
         """δ = αΔ + μδ_prev minimizing the damped quadratic model (Martens & Grosse §6.5, §7).
@@ -255,7 +274,8 @@ class KFAC(Optimizer):
             for i in range(k):
                 lin[i] = _dot(grads, vectors[i])
                 for j in range(i, k):
-                    quad[i, j] = quad[j, i] = jv[i].dot(jv[j]) + lam * _dot(vectors[i], vectors[j])
+                    jj = self._sum(jv[i].dot(jv[j]))  # Jv has one row per point: summed
+                    quad[i, j] = quad[j, i] = jj + lam * _dot(vectors[i], vectors[j])
             coef = _solve_small(quad, lin)
             coef = coef * group["lr"]
             predicted = float(coef.dot(lin) + 0.5 * coef.dot(quad @ coef))
@@ -318,6 +338,11 @@ class KFAC(Optimizer):
                     self.state[p]["direction"] = t
                 else:
                     self.state[p].pop("direction", None)
+
+
+def _unchanged(t: Tensor) -> Tensor:
+    """The reduction of a closure over all the points: none."""
+    return t
 
 
 def _dense_block(others: MatrixFreeJacobian) -> Tensor | None:

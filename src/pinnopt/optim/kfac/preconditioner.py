@@ -238,8 +238,14 @@ class KFACPreconditioner:
     def curvature(self, layer: LinearLayer) -> KroneckerCurvature:
         return KroneckerCurvature(self._store(layer.module.weight))
 
-    def update_factors(self, decay: float | None = None) -> None:
-        """Fold the recorded passes into the running averages, group by group."""
+    def update_factors(
+        self, decay: float | None = None, reduce: Callable[[Tensor], Tensor] | None = None
+    ) -> None:
+        """Fold the recorded passes into the running averages, group by group.
+
+        ``reduce`` (a sum over processes that each hold a share of the points) makes the
+        factors those of all the points: Σ a aᵀ, Σ g gᵀ and the row count are summed
+        before A is divided by the count."""
         decay = self.decay if decay is None else decay
         for layer in self.layers:
             for group in (VALUE, JET):
@@ -247,9 +253,14 @@ class KFACPreconditioner:
                 if not passes:
                     continue
                 count = sum(p.rows * p.slots for p in passes)
-                a = sum(LinearLayer.input_factor(p) for p in passes) / count
+                a = sum(LinearLayer.input_factor(p) for p in passes)
                 g = sum(LinearLayer.grad_factor(p) for p in passes)
-                self.curvature(layer).update(group, a, g, float(count), decay)
+                if reduce is not None:
+                    sizes = [a.numel(), g.numel(), 1]
+                    packed = torch.cat([a.reshape(-1), g.reshape(-1), a.new_tensor([count])])
+                    pa, pg, pn = reduce(packed).split(sizes)
+                    a, g, count = pa.view_as(a), pg.view_as(g), float(pn)
+                self.curvature(layer).update(group, a / count, g, float(count), decay)
 
     def update_inverses(self, damping: float | None = None) -> None:
         damping = self.damping if damping is None else damping
