@@ -181,8 +181,7 @@ class GaussNewton(Optimizer):
             raise ValueError("GaussNewton needs a closure that returns the residual vector")
         group, state, params = self.param_groups[0], self._state(), self._params
         system = self._linear_system(closure, group, state, params)
-        r = system.r
-        loss = 0.5 * r.dot(r)
+        loss = system.loss()
         if not torch.isfinite(loss):
             return loss
         g = system.gradient()
@@ -209,7 +208,7 @@ class GaussNewton(Optimizer):
                 break
             if isinstance(system, _MatrixFree):  # its graph saw θ change in place: rebuild
                 with torch.enable_grad():
-                    system = _MatrixFree(closure().reshape(-1), params)
+                    system = _MatrixFree(closure().reshape(-1), params, _reduce_of(closure))
         state["step"] += 1
         return loss
 
@@ -239,7 +238,7 @@ class GaussNewton(Optimizer):
             if r is None:
                 with torch.enable_grad():
                     r = closure().reshape(-1)
-            system = _MatrixFree(r, params)
+            system = _MatrixFree(r, params, _reduce_of(closure))
         elif solver == "chunked":
             system = _normal_equations(closure, params, r)
         else:
@@ -272,6 +271,12 @@ class GaussNewton(Optimizer):
         value, a = scan_step_sizes(loss_at, [0.5**k * group["lr"] for k in range(steps)])
         set_params(params, start, delta, a)
         return value, -(a * gd + 0.5 * a * a * jd2)
+
+
+def _reduce_of(closure):
+    """The closure's ``reduce`` (a sum over processes that each hold a share of the
+    residual rows), or None for a closure over all of them."""
+    return getattr(closure, "reduce", None)
 
 
 def _negligible(g: Tensor, delta: Tensor, mu: float, loss: float) -> bool:
@@ -360,6 +365,9 @@ class _Normal:
     def gradient(self) -> Tensor:
         return self.grad
 
+    def loss(self) -> Tensor:
+        return 0.5 * self.r.dot(self.r)
+
     def solve(self, g: Tensor, mu: float, group: dict) -> Tensor | None:
         return _cholesky_step(self.gram, g, mu)
 
@@ -374,6 +382,9 @@ class _Dense:
 
     def gradient(self) -> Tensor:
         return self.J.t() @ self.r
+
+    def loss(self) -> Tensor:
+        return 0.5 * self.r.dot(self.r)
 
     def solve(self, g: Tensor, mu: float, group: dict) -> Tensor | None:
         if self.qr:
@@ -401,20 +412,27 @@ class _Dense:
 
 
 class _MatrixFree:
-    """(1) by conjugate gradient with Jv and Jᵀu from a :class:`MatrixFreeJacobian`."""
+    """(1) by conjugate gradient with Jv and Jᵀu from a :class:`MatrixFreeJacobian`.
 
-    def __init__(self, r: Tensor, params: Sequence[Tensor]) -> None:
+    ``reduce``: for a residual that is one process's share of the rows, the sum over the
+    processes of what sums over rows (the loss, Jᵀr, JᵀJv); None for the whole residual."""
+
+    def __init__(self, r: Tensor, params: Sequence[Tensor], reduce=None) -> None:
         self.jacobian = MatrixFreeJacobian(r, params)
         self.r = self.jacobian.r
+        self.reduce = reduce or (lambda t: t)
 
     def gradient(self) -> Tensor:
-        return self.jacobian.gradient()
+        return self.reduce(self.jacobian.gradient())
+
+    def loss(self) -> Tensor:
+        return self.reduce(0.5 * self.r.dot(self.r))
 
     def solve(self, g: Tensor, mu: float, group: dict) -> Tensor | None:
         jac = self.jacobian
 
         def apply(v: Tensor) -> Tensor:
-            return jac.jt(jac.j(v)) + mu * v
+            return self.reduce(jac.jt(jac.j(v))) + mu * v
 
         delta = conjugate_gradient(apply, -g, group["cg_tol"], group["cg_max_iter"])
         return delta if bool(torch.isfinite(delta).all()) else None

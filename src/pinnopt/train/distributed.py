@@ -16,8 +16,9 @@ loss, L = Σ_ranks L_rank, and ∇L = Σ_ranks ∇L_rank. Every rank then takes 
   with the points; the dense back ends (``qr``, ``cholesky``, ``woodbury``) factor J
   itself and gather its rows (M × P) on every rank, so they give the same result but
   do not scale. The residual r (M numbers) is gathered for the loss and the gain ratio,
-  so damping decisions are the same everywhere. The matrix-free ``cg`` back end is not
-  supported yet;
+  so damping decisions are the same everywhere. The matrix-free ``cg`` back end keeps
+  this rank's rows and sums the loss, Jᵀr and every JᵀJv of conjugate gradient (P
+  numbers each) through the closure's ``reduce``;
 * K-FAC sums what it needs itself (the loss, the gradient, its Kronecker factors,
   ‖Jv‖²) through the ``reduce`` of a :class:`ReducingClosure`.
 
@@ -118,11 +119,6 @@ def check_stages(stages) -> None:
             raise ValueError(
                 f"optimizer {stage.optimizer} is not supported on more than one process yet; "
                 "first-order optimizers, L-BFGS, the quasi-Newton methods, gn and kfac are"
-            )
-        if stage.options.get("solver") == "cg":
-            raise ValueError(
-                "gn's matrix-free back end (solver cg) is not supported on more than one "
-                "process yet; use solver chunked"
             )
 
 
@@ -245,17 +241,16 @@ class ShardedClosure:
     this rank's shard: r and J gathered in rank order, JᵀJ and Jᵀr summed."""
 
     def __init__(self, closure: ResidualClosure, sync: Sync) -> None:
-        self.closure, self.sync = closure, sync
+        self.closure, self.sync, self.reduce = closure, sync, sync.sum
 
     @property
     def pass_sizes(self) -> list[int]:
         return self.sync.total(self.closure.pass_sizes)
 
     def __call__(self) -> Tensor:
-        raise ValueError(
-            "gn's matrix-free back end (solver cg) is not supported on more than one process; "
-            "use solver chunked"
-        )
+        """This rank's r with its graph, for the matrix-free back end, which sums what it
+        needs over the ranks through :attr:`reduce`."""
+        return self.closure()
 
     def jacobian(self, params: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
         r, J = self.closure.jacobian(params)
