@@ -405,10 +405,13 @@ def meta_train(
 
     Flags override the --config file's [meta_train] table, which overrides the defaults.
     """
+    import torch.distributed
+
     from pinnopt.learned.meta import MetaOptimizerConfig
     from pinnopt.learned.tasks import build_family
     from pinnopt.learned.train import check_arguments
     from pinnopt.learned.train import meta_train as run_meta_train
+    from pinnopt.train.distributed import Sync, init_from_environment
 
     given = {"family": family, "method": method, "out": out, "meta_steps": meta_steps,
              "episodes": episodes, "val_every": val_every, "val_episodes": val_episodes,
@@ -439,10 +442,17 @@ def meta_train(
     except ValueError as e:
         raise flag_error(e, META_TRAIN_FLAGS) from None
     test_episodes = loop["test_episodes"]
-    m = run_meta_train(fam, config, out, meta_steps=loop["meta_steps"],
-                       episodes_per_step=loop["episodes"], val_every=loop["val_every"],
-                       val_episodes=loop["val_episodes"], seed=loop["seed"], progress=not quiet,
-                       patience=loop["patience"], test_episodes=test_episodes)  # fmt: skip
+    joined = init_from_environment()  # one of several processes (torchrun): a meta-batch each
+    main_process = Sync().is_main
+    try:
+        m = run_meta_train(fam, config, out, meta_steps=loop["meta_steps"],
+                           episodes_per_step=loop["episodes"], val_every=loop["val_every"],
+                           val_episodes=loop["val_episodes"], seed=loop["seed"],
+                           progress=not quiet, patience=loop["patience"],
+                           test_episodes=test_episodes)  # fmt: skip
+    finally:
+        if joined:
+            torch.distributed.destroy_process_group()
     lines = [
         f"{m['method']} on {m['family']}: best val loss {m['best_val_loss']:.3e} at meta-step "
         f"{m['best_meta_step']} (untrained {m['initial_val_loss']:.3e}) after "
@@ -457,7 +467,7 @@ def meta_train(
         use = f'scheduler = "learned", scheduler_options = {{ path = "{path}" }}'
     lines.append(f"optimizer: {path}  (use: {use})")
     lines.append(f"run directory: {out}  (optimizer.pt, metrics.json, history.csv, meta_loss.png)")
-    Console().print("\n".join(lines), highlight=False, soft_wrap=True)
+    Console(quiet=not main_process).print("\n".join(lines), highlight=False, soft_wrap=True)
     if m["status"] == "exploded":  # the files are written, but the run did not finish
         raise typer.Exit(code=EXIT_EXPLODED)
 

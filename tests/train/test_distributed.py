@@ -56,6 +56,26 @@ def final_parameters(optimizer: str, options: dict) -> list[torch.Tensor]:
     return [p.detach().clone() for p in trainer.params]
 
 
+META_METHODS = ("l2o", "meta_sgd", "warp_grad")
+
+
+def meta_trained(method: str) -> list[torch.Tensor]:
+    """A rule after two meta-steps on a meta-batch of 5 quadratic tasks (a process's share
+    of them on several processes)."""
+    from pinnopt.learned import EpisodeSampler, MetaOptimizer, MetaOptimizerConfig
+    from pinnopt.learned.tasks import QuadraticFamily
+
+    tasks = EpisodeSampler(QuadraticFamily(dim=4, condition=10.0)).take(5)
+    config = MetaOptimizerConfig(method=method, inner_steps=4, unroll_steps=2, meta_lr=1e-2)
+    meta = MetaOptimizer(tasks[0].init_model(), config)
+    start = [p.detach().clone() for p in meta.rule.parameters()]
+    for _ in range(2):
+        meta.meta_train_step(tasks)
+    trained = [p.detach().clone() for p in meta.rule.parameters()]
+    assert any(not torch.equal(a, b) for a, b in zip(trained, start))  # the rule learned
+    return trained
+
+
 def two_ranks(rank: int, init_file: str, out: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
@@ -67,6 +87,7 @@ def two_ranks(rank: int, init_file: str, out: str) -> None:
         assert shard == ({"pde": 21, "bc": 9} if rank == 0 else
                          {"pde": 20, "bc": 8})  # fmt: skip
         results = {name: final_parameters(*case) for name, case in CASES.items()}
+        results.update({f"meta {m}": meta_trained(m) for m in META_METHODS})
         # half the steps, with a checkpoint (written by rank 0), for a resume on one process
         build_trainer(config(*CASES["lbfgs"], steps=STEPS // 2), Path(out) / "half").fit()
         if rank == 0:
@@ -79,6 +100,11 @@ def test_two_processes_take_the_steps_of_one_and_their_checkpoint_resumes_on_one
     mp.spawn(two_ranks, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2)
     got = torch.load(tmp_path / "two_ranks.pt")
     torch.set_num_threads(1)
+    # meta-training: the meta-batch split over the processes (3 and 2 tasks), the
+    # meta-gradients summed; the rule after two meta-steps is the one-process rule
+    for method in META_METHODS:
+        for a, b in zip(got[f"meta {method}"], meta_trained(method)):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-10, msg=method)
     for name, case in CASES.items():
         expected = final_parameters(*case)
         start = build_trainer(config(*case)).params
@@ -108,7 +134,7 @@ def test_nproc_is_read_off_the_command_line():
     assert split_nproc(["solve", "poisson1d"]) == (["solve", "poisson1d"], None)
     with pytest.raises(ValueError, match="--nproc: must be an integer >= 1, got '0'"):
         split_nproc(["solve", "--nproc", "0"])
-    with pytest.raises(ValueError, match="only `pinnopt solve` runs on several processes"):
+    with pytest.raises(ValueError, match="only `pinnopt solve` and `pinnopt meta-train` run"):
         split_nproc(["bench", "--nproc", "2"])
 
 

@@ -61,6 +61,7 @@ from pinnopt.learned.methods import (
 )
 from pinnopt.learned.tasks import Task
 from pinnopt.registry import Registry
+from pinnopt.train.distributed import Sync
 
 RuleFactory = Callable[["MetaOptimizerConfig", list[Tensor]], nn.Module]
 METHODS: Registry[RuleFactory] = Registry("learned rule")
@@ -298,6 +299,13 @@ class MetaOptimizer:
         self.meta_optimizer = torch.optim.Adam(self.rule.parameters(), lr=self.config.meta_lr)
         self._params = [p for _, p in named]
         self.state = self.rule.init_state(self._params)
+        # the processes that share a meta-batch (torchrun); a no-op in one process
+        self.sync = Sync()
+        self.count = 0  # episodes in the current meta-batch, over all the processes
+
+    def _total(self, value: float) -> float:
+        """``value`` summed over the processes that share the meta-batch."""
+        return float(self.sync.sum(torch.tensor(value, dtype=torch.float64)))
 
     def reset_optimizer_state(self) -> RuleState:
         """Fresh inner state (LSTM states, moments, step count) for ``base_model``'s shapes."""
@@ -349,7 +357,9 @@ class MetaOptimizer:
     # --- meta-training ---------------------------------------------------------------
 
     def _meta_update(self) -> tuple[float, bool]:
-        """Clip and apply the accumulated meta-gradient; skip it if it exploded."""
+        """Clip and apply the accumulated meta-gradient (summed over the processes that share
+        the meta-batch); skip it if it exploded."""
+        self.sync.gradients(list(self.rule.parameters()))
         params = [p for p in self.rule.parameters() if p.grad is not None]
         norm = math.sqrt(sum(float(p.grad.double().square().sum()) for p in params))
         if not math.isfinite(norm) or norm > self.config.max_grad_norm:
@@ -367,8 +377,13 @@ class MetaOptimizer:
         of the inner runs, ``meta_sgd`` one meta-update. ``base_model`` (optional) is
         checked against the optimizer's parameter shapes for ``meta_sgd``."""
         eps = [e if isinstance(e, Episode) else Episode(e) for e in episodes]
-        if not eps:
-            raise ValueError("Invalid episodes: need at least one")
+        if len(eps) < self.sync.size:
+            raise ValueError(
+                f"Invalid episodes: need at least one per process, got {len(eps)} for "
+                f"{self.sync.size}"
+            )
+        self.count = len(eps)  # the meta-batch: every average below is over all of it
+        eps = eps[self.sync.rank :: self.sync.size]  # this process's share
         if base_model is not None and self.config.method in ("meta_sgd", "warp_grad"):
             self.rule.check_shapes([p.shape for p in base_model.parameters()])
         self.meta_optimizer.zero_grad(set_to_none=True)
@@ -388,7 +403,8 @@ class MetaOptimizer:
             params = [p.detach().clone().requires_grad_(True) for _, p in model.named_parameters()]
             runs.append([_LossOf(model, ep.support()), names, params, self.rule.init_state(params)])
         with torch.no_grad():
-            initial = sum(float(_evaluate(b, n, p)) for b, n, p, _ in runs) / len(runs)
+            initial = sum(float(_evaluate(b, n, p)) for b, n, p, _ in runs)
+        initial = self._total(initial) / self.count
         losses, norms, skipped, steps, done, final = [], [], 0, 0, 0, math.nan
         diverged = False
         while done < cfg.inner_steps:
@@ -407,7 +423,7 @@ class MetaOptimizer:
                     params = [p + u for p, u in zip(params, updates)]
                     loss = _evaluate(bound, names, params)
                     meta = meta + (torch.log(loss) if log else loss)
-                meta = meta / (t_len * len(runs))
+                meta = meta / (t_len * self.count)
                 meta.backward()
                 total += float(meta.detach())
                 finals.append(float(loss.detach()))
@@ -417,10 +433,11 @@ class MetaOptimizer:
             norms.append(norm)
             skipped += bad
             steps += not bad
-            losses.append(total)
-            final = sum(finals) / len(finals)
+            losses.append(self._total(total))
+            final = self._total(sum(finals)) / self.count
             done += t_len
-            if not all(all(bool(torch.isfinite(p).all()) for p in r[2]) for r in runs):
+            finite = all(all(bool(torch.isfinite(p).all()) for p in r[2]) for r in runs)
+            if self.sync.agree([not finite])[0]:
                 diverged = True  # the inner run itself diverged: stop here
                 break
         return MetaOptTrainResult(
@@ -456,13 +473,14 @@ class MetaOptimizer:
             support, query = _LossOf(model, ep.support()), _LossOf(model, ep.query())
             params = list(self.rule.init)
             with torch.no_grad():
-                initial += float(_evaluate(support, names, params)) / len(episodes)
+                initial += float(_evaluate(support, names, params)) / self.count
             for _ in range(self.config.inner_steps):
                 params = self.inner_step_meta_sgd(support, names, params, second)
-            meta = _evaluate(query, names, params) / len(episodes)
+            meta = _evaluate(query, names, params) / self.count
             meta.backward()
             total += float(meta.detach())
         norm, bad = self._meta_update()
+        total, initial = self._total(total), self._total(initial)
         return MetaOptTrainResult(meta_loss=total, grad_norm=norm, exploded=bad, steps=int(not bad),
                                   skipped=int(bad), losses=[total], initial_loss=initial,
                                   final_loss=total)  # fmt: skip
@@ -479,22 +497,25 @@ class MetaOptimizer:
                 loss = _evaluate(support, names, params)
                 grads = [g.detach() for g in torch.autograd.grad(loss, params)]
                 if k == 0:
-                    initial += float(loss.detach()) / len(episodes)
+                    initial += float(loss.detach()) / self.count
                 params = [p.detach() for p in params]
                 points.append((query, names, params, grads))
                 with torch.no_grad():
                     updates, _ = self.rule(grads, RuleState())
                     params = [p + u for p, u in zip(params, updates)]
             with torch.no_grad():
-                final += float(_evaluate(query, names, params)) / len(episodes)
+                final += float(_evaluate(query, names, params)) / self.count
+        initial, final = self._total(initial), self._total(final)
         diverged = not math.isfinite(final)
         total = 0.0
+        count = self.count * self.config.inner_steps  # the points of all the processes
         for query, names, theta, grads in points:  # one step on from each point, θ_k fixed
             updates, _ = self.rule(grads, RuleState())
-            meta = _evaluate(query, names, [t + u for t, u in zip(theta, updates)]) / len(points)
+            meta = _evaluate(query, names, [t + u for t, u in zip(theta, updates)]) / count
             meta.backward()
             total += float(meta.detach())
         norm, bad = self._meta_update()
+        total = self._total(total)
         return MetaOptTrainResult(meta_loss=total, grad_norm=norm, exploded=bad or diverged,
                                   steps=int(not bad), skipped=int(bad), diverged=diverged,
                                   losses=[total], initial_loss=initial,

@@ -52,6 +52,7 @@ from torch import nn  # noqa: E402
 from pinnopt.learned.meta import Episode, MetaOptimizer, MetaOptimizerConfig  # noqa: E402
 from pinnopt.learned.methods import RuleState  # noqa: E402
 from pinnopt.learned.tasks import EpisodeSampler, Task, TaskFamily  # noqa: E402
+from pinnopt.train.distributed import Sync  # noqa: E402
 
 HISTORY_COLUMNS = ("meta_step", "time", "meta_loss", "grad_norm", "skipped", "exploded",
                    "val_loss")  # fmt: skip
@@ -195,7 +196,9 @@ def meta_train(
     check_arguments(meta_steps, episodes_per_step, val_every, val_episodes, seed, max_exploded,
                     patience, test_episodes)  # fmt: skip
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    main = Sync().is_main  # on several processes (torchrun) only the first writes and prints
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
     train = EpisodeSampler(family, "train", base_seed=seed)
     val_tasks = EpisodeSampler(family, "val").take(val_episodes)
     meta = MetaOptimizer(train.task(0).init_model(), config)
@@ -208,7 +211,7 @@ def meta_train(
     history: list[dict[str, Any]] = [dict(meta_step=0, time=0.0, meta_loss="", grad_norm="",
                                           skipped="", exploded="", val_loss=best)]  # fmt: skip
     status, in_a_row, done, skipped_total, stale = "completed", 0, 0, 0, 0
-    with _progress(progress) as bar:
+    with _progress(progress and main) as bar:
         task_id = bar.add_task("meta-train", total=meta_steps, loss=math.nan, val=best)
         for step in range(1, meta_steps + 1):
             tasks = train.take(episodes_per_step, start=(step - 1) * episodes_per_step)
@@ -242,14 +245,16 @@ def meta_train(
         meta.rule.load_state_dict(untrained_rule)
         untrained_test_loss = validate(meta, test_tasks)
     meta.rule.load_state_dict(best_rule)
-    meta.save(out / "optimizer.pt")
+    if main:
+        meta.save(out / "optimizer.pt")
     if test_tasks:
         test_loss = validate(meta, test_tasks)
-    with open(out / "history.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=HISTORY_COLUMNS)
-        writer.writeheader()
-        writer.writerows(history)
-    plot_meta_loss(history, out / "meta_loss.png")
+    if main:
+        with open(out / "history.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=HISTORY_COLUMNS)
+            writer.writeheader()
+            writer.writerows(history)
+        plot_meta_loss(history, out / "meta_loss.png")
     last_val = next(r["val_loss"] for r in reversed(history) if r["val_loss"] != "")
     metrics = {
         "family": family.name,
@@ -279,5 +284,6 @@ def meta_train(
         "wall_time_s": time.perf_counter() - start,
         "optimizer": str(out / "optimizer.pt"),
     }
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str) + "\n")
+    if main:
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str) + "\n")
     return metrics

@@ -71,8 +71,9 @@ def split_nproc(argv: list[str]) -> tuple[list[str], int | None]:
             nproc = int(value)
         else:
             rest.append(word)
-    if nproc is not None and rest[:1] != ["solve"]:
-        raise ValueError("--nproc: only `pinnopt solve` runs on several processes")
+    if nproc is not None and rest[:1] not in (["solve"], ["meta-train"]):
+        raise ValueError("--nproc: only `pinnopt solve` and `pinnopt meta-train` run on "
+                         "several processes")  # fmt: skip
     return rest, nproc
 
 
