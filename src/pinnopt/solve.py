@@ -149,7 +149,6 @@ def check_one_process_features(config: Config) -> None:
     single = {
         "causal.method": (config.causal.method, "none"),
         "causal.windows": (config.causal.windows, 1),
-        "training.networks": (config.training.networks, 1),
     }
     for name, (value, alone) in single.items():
         if value != alone:
@@ -316,7 +315,8 @@ def solve(config: Config, resume: bool = False, overwrite: bool = False) -> dict
         problem = trainer.objective.problem
         run = fit_stages(trainer, networks, lambda k, f: stage_network(config, problem, k, f))
         metrics = multistage_metrics(run)
-        write_run_files(out, metrics, run.history, run.trainer.model, problem)
+        if sync.is_main:
+            write_run_files(out, metrics, run.history, run.trainer.model, problem)
     else:
         metrics = trainer.metrics(trainer.fit())  # fit() wrote the run directory
     if config.sampling.method != "fixed" and sync.is_main:
