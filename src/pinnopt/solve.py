@@ -54,7 +54,7 @@ from pinnopt.train.weighting import LossBalancer, WeightingSettings
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 # the loss weightings that work on sharded points (every sampling method does)
-SHARDED_WEIGHTING = ("fixed", "grad_norm")
+SHARDED_WEIGHTING = ("fixed", "grad_norm", "ntk", "relobralo")
 
 
 def _field(name: str, fn, *args, **kwargs):

@@ -30,6 +30,8 @@ CASES = {
     "gn_cg": ("gn", {"gn": {"solver": "cg", "cg_tol": 1e-14, "cg_max_iter": 200}}),
     "kfac": ("kfac", {}),
     "adam_rad_grad_norm": ("adam", "rad+grad_norm"),
+    "adam_ntk": ("adam", "ntk"),
+    "adam_relobralo": ("adam", "relobralo"),
 }
 STEPS = 12
 
@@ -45,6 +47,8 @@ def config(optimizer: str, options: dict | str, steps: int = STEPS):
     if options == "rad+grad_norm":  # points and weights that move every 4 steps
         data["sampling"] = {"method": "rad", "period": 4}
         data["weighting"] = {"method": "grad_norm", "period": 4}
+    elif options in ("ntk", "relobralo"):
+        data["weighting"] = {"method": options, "period": 3}
     else:
         data["optim"]["options"] = options
     return make_config(data)
@@ -161,8 +165,8 @@ def test_nproc_is_read_off_the_command_line():
 def test_a_feature_not_sharded_yet_is_refused_on_two_processes():
     from pinnopt.solve import check_one_process_features
 
-    cfg = make_config({"problem": {"name": "poisson1d"}, "weighting": {"method": "ntk"}})
-    with pytest.raises(ConfigError, match="weighting.method: 'ntk' is not supported on more"):
+    cfg = make_config({"problem": {"name": "poisson1d"}, "weighting": {"method": "rba"}})
+    with pytest.raises(ConfigError, match="weighting.method: 'rba' is not supported on more"):
         check_one_process_features(cfg)
     cfg = make_config({"problem": {"name": "heat1d"}, "causal": {"windows": 2}})
     with pytest.raises(ConfigError, match="causal.windows: 2 is not supported on more"):

@@ -153,7 +153,8 @@ def ntk_traces(objective: Objective) -> dict[str, float]:
         counts=dict.fromkeys(names, 1),
     )
     _, J = unit.jacobian()
-    return {k: float(rows.square().sum()) / rows.shape[0] for k, rows in unit.split(J).items()}
+    return global_means({k: (float(rows.square().sum()), rows.shape[0])
+                         for k, rows in unit.split(J).items()})  # fmt: skip
 
 
 def ntk_weights(traces: dict[str, float]) -> dict[str, float]:
@@ -165,7 +166,16 @@ def ntk_weights(traces: dict[str, float]) -> dict[str, float]:
 def term_losses(objective: Objective) -> dict[str, float]:
     """L_k = ½ mean_i r_k(x_i)² for every term (unweighted, no graph)."""
     residuals = objective.residuals_at(objective.points)
-    return {k: 0.5 * float(r.double().square().mean()) for k, r in residuals.items()}
+    parts = {k: (float(r.double().square().sum()), r.numel()) for k, r in residuals.items()}
+    return {k: 0.5 * m for k, m in global_means(parts).items()}
+
+
+def global_means(parts: dict[str, tuple[float, int]]) -> dict[str, float]:
+    """sum / count of every entry's (sum, count), both summed over the processes that hold
+    a share of the points (:class:`~pinnopt.train.distributed.Sync`; alone: as given)."""
+    values = torch.tensor([v for pair in parts.values() for v in pair], dtype=torch.float64)
+    values = Sync().sum(values)
+    return {k: float(values[2 * i]) / float(values[2 * i + 1]) for i, k in enumerate(parts)}
 
 
 def relobralo_balance(
