@@ -53,8 +53,6 @@ from pinnopt.train.trainer import CHECKPOINT_NAME, Trainer, TrainerSettings
 from pinnopt.train.weighting import LossBalancer, WeightingSettings
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
-# the loss weightings that work on sharded points (every sampling method does)
-SHARDED_WEIGHTING = ("fixed", "grad_norm", "ntk", "relobralo")
 
 
 def _field(name: str, fn, *args, **kwargs):
@@ -141,11 +139,6 @@ def build_trainer(
 
 def check_one_process_features(config: Config) -> None:
     """ConfigError naming the first setting that does not run on several processes yet."""
-    if config.weighting.method not in SHARDED_WEIGHTING:
-        raise ConfigError(
-            f"weighting.method: {config.weighting.method!r} is not supported on more than one "
-            f"process yet ({', '.join(map(repr, SHARDED_WEIGHTING))} are); run it in one process"
-        )
     single = {
         "causal.method": (config.causal.method, "none"),
         "causal.windows": (config.causal.windows, 1),

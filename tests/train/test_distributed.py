@@ -32,8 +32,13 @@ CASES = {
     "adam_rad_grad_norm": ("adam", "rad+grad_norm"),
     "adam_ntk": ("adam", "ntk"),
     "adam_relobralo": ("adam", "relobralo"),
+    "adam_sa": ("adam", "sa"),
+    "adam_rba": ("adam", "rba"),
 }
 STEPS = 12
+# the case resumed on one process from a two-process checkpoint: its checkpoint holds the
+# global points and point weights (rba), gathered from the two shards
+RESUMED = "adam_rba"
 
 
 def config(optimizer: str, options: dict | str, steps: int = STEPS):
@@ -47,7 +52,7 @@ def config(optimizer: str, options: dict | str, steps: int = STEPS):
     if options == "rad+grad_norm":  # points and weights that move every 4 steps
         data["sampling"] = {"method": "rad", "period": 4}
         data["weighting"] = {"method": "grad_norm", "period": 4}
-    elif options in ("ntk", "relobralo"):
+    elif options in ("ntk", "relobralo", "sa", "rba"):
         data["weighting"] = {"method": options, "period": 3}
     else:
         data["optim"]["options"] = options
@@ -109,7 +114,7 @@ def two_ranks(rank: int, init_file: str, out: str) -> None:
         results.update({f"meta {m}": meta_trained(m) for m in META_METHODS})
         results["two networks"] = two_networks(Path(out) / "networks")
         # half the steps, with a checkpoint (written by rank 0), for a resume on one process
-        build_trainer(config(*CASES["lbfgs"], steps=STEPS // 2), Path(out) / "half").fit()
+        build_trainer(config(*CASES[RESUMED], steps=STEPS // 2), Path(out) / "half").fit()
         if rank == 0:
             torch.save(results, Path(out) / "two_ranks.pt")
     finally:
@@ -138,13 +143,13 @@ def test_two_processes_take_the_steps_of_one_and_their_checkpoint_resumes_on_one
             torch.testing.assert_close(a, b, rtol=0, atol=1e-10, msg=name)
     # the checkpoint that two processes wrote resumes on one and continues the trajectory
     # that one process would follow from its own checkpoint at the same step
-    build_trainer(config(*CASES["lbfgs"], steps=STEPS // 2), tmp_path / "one").fit()
+    build_trainer(config(*CASES[RESUMED], steps=STEPS // 2), tmp_path / "one").fit()
     for a, b in zip(resumed(tmp_path / "half"), resumed(tmp_path / "one")):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
 
 
 def resumed(run_dir: Path) -> list[torch.Tensor]:
-    trainer = build_trainer(config(*CASES["lbfgs"]))
+    trainer = build_trainer(config(*CASES[RESUMED]))
     trainer.load_state_dict(load_checkpoint(run_dir / CHECKPOINT_NAME))
     assert trainer.step == STEPS // 2
     trainer.fit()
@@ -165,8 +170,8 @@ def test_nproc_is_read_off_the_command_line():
 def test_a_feature_not_sharded_yet_is_refused_on_two_processes():
     from pinnopt.solve import check_one_process_features
 
-    cfg = make_config({"problem": {"name": "poisson1d"}, "weighting": {"method": "rba"}})
-    with pytest.raises(ConfigError, match="weighting.method: 'rba' is not supported on more"):
+    cfg = make_config({"problem": {"name": "heat1d"}, "causal": {"method": "weights"}})
+    with pytest.raises(ConfigError, match="causal.method: 'weights' is not supported on more"):
         check_one_process_features(cfg)
     cfg = make_config({"problem": {"name": "heat1d"}, "causal": {"windows": 2}})
     with pytest.raises(ConfigError, match="causal.windows: 2 is not supported on more"):

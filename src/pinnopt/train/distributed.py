@@ -150,13 +150,24 @@ class Sync:
                 raise ValueError(
                     f"term {name!r} has {n} points, fewer than the {self.size} processes"
                 )
-        return {k: torch.tensor_split(x, self.size)[self.rank] for k, x in points.items()}, counts
+        return {k: self.shard_rows(x) for k, x in points.items()}, counts
 
     def sum(self, t: Tensor) -> Tensor:
         """``t`` summed over the ranks, in place (one all_reduce); returns it."""
         if self.active:
             _collective(dist.all_reduce, t)
         return t
+
+    def maximum(self, t: Tensor) -> Tensor:
+        """``t`` (a copy) maximised over the ranks, entry by entry."""
+        t = t.detach().clone()
+        if self.active:
+            _collective(dist.all_reduce, t, op=dist.ReduceOp.MAX)
+        return t
+
+    def shard_rows(self, t: Tensor) -> Tensor:
+        """This rank's rows of ``t``, split as :meth:`shard` splits points."""
+        return torch.tensor_split(t, self.size)[self.rank] if self.active else t
 
     def gradients(self, params: Sequence[Tensor]) -> None:
         """Sum every parameter's .grad over the ranks (one all_reduce of a flat buffer)."""

@@ -35,6 +35,7 @@ import torch
 from torch import Tensor
 
 from pinnopt.objective import Objective
+from pinnopt.train.distributed import Sync
 from pinnopt.train.sampling import _pde
 
 POINT_METHODS = ("sa", "rba")
@@ -47,10 +48,12 @@ def sa_step(lam: Tensor, r: Tensor, scale2: float, lr: float) -> Tensor:
     return lam + lr * scale2 * lam * r.square()
 
 
-def rba_step(lam: Tensor, r: Tensor, gamma: float, eta: float) -> Tensor:
-    """γ λ + η* |r| / max|r| (just γ λ where r is zero everywhere)."""
+def rba_step(lam: Tensor, r: Tensor, gamma: float, eta: float, top: Tensor | None = None
+             ) -> Tensor:  # fmt: skip
+    """γ λ + η* |r| / max|r| (just γ λ where r is zero everywhere); ``top``: max|r| over all
+    the points when ``r`` is one process's share of them."""
     a = r.abs()
-    top = a.max()
+    top = a.max() if top is None else top
     if not bool(top > 0):
         return gamma * lam
     return gamma * lam + eta * a / top
@@ -93,8 +96,12 @@ class PointWeighter:
         return m.to(dtype=like.dtype, device=like.device)
 
     def update(self) -> dict[str, float]:
-        """New multipliers for every weighted term; their mean and max as history columns."""
-        objective = self.objective
+        """New multipliers for every weighted term; their mean and max as history columns.
+
+        On several processes each updates the multipliers of its share of the points: sa
+        needs nothing more (its N_k is the global count), rba's max|r| and the statistics
+        are taken over all the points."""
+        objective, sync = self.objective, Sync()
         new, stats = {}, {}
         for name in self.terms:
             r = objective.residuals_at(objective.points[name], name)
@@ -104,11 +111,12 @@ class PointWeighter:
                 scale2 = objective.weights[name] / objective.counts.get(name, n)
                 lam = sa_step(lam, r, scale2, self.lr)
             else:
-                lam = rba_step(lam, r, self.gamma, self.lr)
-            if not bool(torch.isfinite(lam).all()):
+                lam = rba_step(lam, r, self.gamma, self.lr, sync.maximum(r.abs().max()))
+            if sync.agree([not bool(torch.isfinite(lam).all())])[0]:
                 return {}  # a non-finite residual: keep the old multipliers
             new[name] = lam
-            stats[f"pw_mean_{name}"] = float(lam.mean())
-            stats[f"pw_max_{name}"] = float(lam.max())
+            total = sync.sum(torch.stack([lam.sum(), lam.new_tensor(float(n))]))
+            stats[f"pw_mean_{name}"] = float(total[0] / total[1])
+            stats[f"pw_max_{name}"] = float(sync.maximum(lam.max()))
         objective.set_point_weights(new)
         return stats

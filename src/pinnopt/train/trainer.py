@@ -327,7 +327,10 @@ class Trainer:
         points = {k: v.to(device=self.device, dtype=self.dtype) for k, v in state["points"].items()}
         self.objective.set_points(*self.sync.shard(points))  # this rank's share of them
         self.objective.set_weights(state.get("weights", {}))
-        self.objective.set_point_weights(state.get("point_weights", {}))
+        point_weights = state.get("point_weights", {})  # global, like the points
+        self.objective.set_point_weights(
+            {k: self.sync.shard_rows(v) for k, v in point_weights.items()}
+        )
         for cb, cb_state in zip(self.callbacks, state.get("callbacks", [])):
             if cb_state is not None:
                 cb.load_state_dict(cb_state)
