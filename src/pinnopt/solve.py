@@ -139,10 +139,7 @@ def build_trainer(
 
 def check_one_process_features(config: Config) -> None:
     """ConfigError naming the first setting that does not run on several processes yet."""
-    single = {
-        "causal.method": (config.causal.method, "none"),
-        "causal.windows": (config.causal.windows, 1),
-    }
+    single = {"causal.windows": (config.causal.windows, 1)}
     for name, (value, alone) in single.items():
         if value != alone:
             raise ConfigError(

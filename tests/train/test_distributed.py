@@ -34,6 +34,7 @@ CASES = {
     "adam_relobralo": ("adam", "relobralo"),
     "adam_sa": ("adam", "sa"),
     "adam_rba": ("adam", "rba"),
+    "adam_causal": ("adam", "causal"),
 }
 STEPS = 12
 # the case resumed on one process from a two-process checkpoint: its checkpoint holds the
@@ -52,6 +53,9 @@ def config(optimizer: str, options: dict | str, steps: int = STEPS):
     if options == "rad+grad_norm":  # points and weights that move every 4 steps
         data["sampling"] = {"method": "rad", "period": 4}
         data["weighting"] = {"method": "grad_norm", "period": 4}
+    elif options == "causal":  # causal weights on heat1d's time slabs, every 3 steps
+        data["problem"] = {"name": "heat1d"}
+        data["causal"] = {"method": "weights", "epsilon": 1.0, "period": 3}
     elif options in ("ntk", "relobralo", "sa", "rba"):
         data["weighting"] = {"method": options, "period": 3}
     else:
@@ -170,9 +174,6 @@ def test_nproc_is_read_off_the_command_line():
 def test_a_feature_not_sharded_yet_is_refused_on_two_processes():
     from pinnopt.solve import check_one_process_features
 
-    cfg = make_config({"problem": {"name": "heat1d"}, "causal": {"method": "weights"}})
-    with pytest.raises(ConfigError, match="causal.method: 'weights' is not supported on more"):
-        check_one_process_features(cfg)
     cfg = make_config({"problem": {"name": "heat1d"}, "causal": {"windows": 2}})
     with pytest.raises(ConfigError, match="causal.windows: 2 is not supported on more"):
         check_one_process_features(cfg)

@@ -62,6 +62,7 @@ from torch import Tensor
 
 from pinnopt.objective import Objective
 from pinnopt.problems.base import Problem, Term
+from pinnopt.train.distributed import Sync
 
 METHODS = ("none", "weights")
 # points drawn from a term's sampler to tell where its points lie (interior, a time face)
@@ -146,9 +147,12 @@ def slab_index(t: Tensor, t0: float, t1: float, slabs: int) -> Tensor:
     return j.clamp_(0, slabs - 1)
 
 
-def slab_losses(residuals: Sequence[Tensor], slabs_of: Sequence[Tensor], slabs: int):
+def slab_losses(residuals: Sequence[Tensor], slabs_of: Sequence[Tensor], slabs: int,
+                sync: Sync | None = None):  # fmt: skip
     """(L, occupied): L_j = Σ_k mean_{i ∈ S_j} r_k(x_i)² (0 for a slab without points of
-    term k) and which slabs hold any point, from each term's residuals and slab indices."""
+    term k) and which slabs hold any point, from each term's residuals and slab indices.
+    With ``sync`` (processes that each hold a share of the points), each slab's sums and
+    point counts are summed over the processes before the mean."""
     total = torch.zeros(slabs, dtype=torch.float64)
     occupied = torch.zeros(slabs, dtype=torch.bool)
     for r, j in zip(residuals, slabs_of):
@@ -156,6 +160,8 @@ def slab_losses(residuals: Sequence[Tensor], slabs_of: Sequence[Tensor], slabs: 
         square = r.detach().double().cpu().square()
         sums = torch.zeros(slabs, dtype=torch.float64).index_add_(0, j, square)
         counts = torch.bincount(j, minlength=slabs).double()
+        if sync is not None:
+            sums, counts = sync.sum(torch.cat([sums, counts])).split(slabs)
         total += sums / counts.clamp(min=1)
         occupied |= counts > 0
     return total, occupied
@@ -228,7 +234,10 @@ class CausalWeights:
             for name, x in points.items()
         }
         losses, occupied = slab_losses(
-            [residuals[n] for n in self.terms], [slabs[n] for n in self.terms], self.settings.slabs
+            [residuals[n] for n in self.terms],
+            [slabs[n] for n in self.terms],
+            self.settings.slabs,
+            Sync(),
         )
         return losses, occupied, slabs
 
