@@ -90,8 +90,6 @@ def build_trainer(
     points = _field("problem.points", problem.sample, generator, config.problem.points)
     points = {k: v.to(device=device, dtype=dtype) for k, v in points.items()}
     sync = Sync()
-    if sync.active:
-        check_one_process_features(config)
     points, counts = _field("problem.points", sync.shard, points)  # this process's share
     objective = _field("problem.weights", Objective, problem, model, points,
                        config.problem.weights, counts)  # fmt: skip
@@ -135,17 +133,6 @@ def build_trainer(
         optimizer = _field(f"optim.options.{stage.name}", trainer.build_optimizer, index)
         _field("optim.scheduler_options", trainer.build_scheduler, index, optimizer)
     return trainer
-
-
-def check_one_process_features(config: Config) -> None:
-    """ConfigError naming the first setting that does not run on several processes yet."""
-    single = {"causal.windows": (config.causal.windows, 1)}
-    for name, (value, alone) in single.items():
-        if value != alone:
-            raise ConfigError(
-                f"{name}: {value!r} is not supported on more than one process yet "
-                f"(only {alone!r}); run it in one process"
-            )
 
 
 def causal_settings(config: Config) -> CausalSettings:
@@ -294,13 +281,18 @@ def solve(config: Config, resume: bool = False, overwrite: bool = False) -> dict
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.toml").write_text(dump_config(config))
     if marching is not None:
+
+        def saved(model: torch.nn.Module) -> None:  # the stitched model after each window
+            if sync.is_main:
+                save_checkpoint(out / CHECKPOINT_NAME, {"model": model.state_dict()})
+
         march = marching.run(
             trainer, lambda p, net: build_trainer(config, None, p, net),
-            lambda: _build_model(config, marching.problem), config.causal.warm_start,
-            lambda model: save_checkpoint(out / CHECKPOINT_NAME, {"model": model.state_dict()}),
+            lambda: _build_model(config, marching.problem), config.causal.warm_start, saved,
         )  # fmt: skip
         metrics, trainer = march.metrics(), march.trainer
-        write_run_files(out, metrics, march.history, march.model, marching.problem)
+        if sync.is_main:
+            write_run_files(out, metrics, march.history, march.model, marching.problem)
     elif networks > 1:
         problem = trainer.objective.problem
         run = fit_stages(trainer, networks, lambda k, f: stage_network(config, problem, k, f))

@@ -13,7 +13,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from pinnopt.config import ConfigError, make_config
+from pinnopt.config import make_config
 from pinnopt.solve import build_trainer
 from pinnopt.train.checkpoint import load_checkpoint
 from pinnopt.train.distributed import ProcessGroupError, Sync, split_nproc
@@ -104,6 +104,18 @@ def two_networks(out: Path) -> list[torch.Tensor]:
     return [model[k] for k in sorted(model)]
 
 
+def two_windows(out: Path) -> list[torch.Tensor]:
+    """Time marching on heat1d in two windows (adam, 12 steps each): the stitched weights."""
+    from pinnopt.solve import solve
+
+    cfg = config("adam", {}).model_copy(deep=True)
+    cfg.problem.name, cfg.problem.points = "heat1d", {}
+    cfg.causal.windows, cfg.output.out = 2, str(out)
+    solve(cfg)
+    model = load_checkpoint(out / CHECKPOINT_NAME)["model"]
+    return [model[k] for k in sorted(model)]
+
+
 def two_ranks(rank: int, init_file: str, out: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
@@ -117,6 +129,7 @@ def two_ranks(rank: int, init_file: str, out: str) -> None:
         results = {name: final_parameters(*case) for name, case in CASES.items()}
         results.update({f"meta {m}": meta_trained(m) for m in META_METHODS})
         results["two networks"] = two_networks(Path(out) / "networks")
+        results["two windows"] = two_windows(Path(out) / "windows")
         # half the steps, with a checkpoint (written by rank 0), for a resume on one process
         build_trainer(config(*CASES[RESUMED], steps=STEPS // 2), Path(out) / "half").fit()
         if rank == 0:
@@ -133,6 +146,9 @@ def test_two_processes_take_the_steps_of_one_and_their_checkpoint_resumes_on_one
     # residual, its training on the shards
     for a, b in zip(got["two networks"], two_networks(tmp_path / "one_process_networks")):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-10, msg="two networks")
+    # time marching: each window's points sharded, the stitched model written by rank 0
+    for a, b in zip(got["two windows"], two_windows(tmp_path / "one_process_windows")):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-10, msg="two windows")
     # meta-training: the meta-batch split over the processes (3 and 2 tasks), the
     # meta-gradients summed; the rule after two meta-steps is the one-process rule
     for method in META_METHODS:
@@ -169,14 +185,6 @@ def test_nproc_is_read_off_the_command_line():
         split_nproc(["solve", "--nproc", "0"])
     with pytest.raises(ValueError, match="only `pinnopt solve` and `pinnopt meta-train` run"):
         split_nproc(["bench", "--nproc", "2"])
-
-
-def test_a_feature_not_sharded_yet_is_refused_on_two_processes():
-    from pinnopt.solve import check_one_process_features
-
-    cfg = make_config({"problem": {"name": "heat1d"}, "causal": {"windows": 2}})
-    with pytest.raises(ConfigError, match="causal.windows: 2 is not supported on more"):
-        check_one_process_features(cfg)
 
 
 def dies_at_step(rank: int, init_file: str, out: str, report: str) -> None:
