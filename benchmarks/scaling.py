@@ -28,7 +28,9 @@ import torch
 OPTIMIZERS = {
     "adam": ("adam", {}, 200),
     "lbfgs": ("lbfgs", {}, 50),
+    "kfac": ("kfac", {}, 50),
     "gn (chunked)": ("gn", {"solver": "chunked"}, 5),
+    "gn (cg)": ("gn", {"solver": "cg"}, 5),
 }
 
 
@@ -47,7 +49,8 @@ def write_config(path: Path, chain: str, options: dict, args) -> None:
 def cell(args, name: str, nproc: int) -> dict:
     chain, options, steps = OPTIMIZERS[name]
     steps = args.steps or steps
-    folder = Path(args.out) / "runs" / f"{chain}-{nproc}"
+    slug = name.replace(" (", "-").rstrip(")")  # "gn (cg)" -> "gn-cg"
+    folder = Path(args.out) / "runs" / f"{slug}-{nproc}"
     folder.mkdir(parents=True, exist_ok=True)
     config = folder / "config_in.toml"
     write_config(config, chain, options, args)
