@@ -510,9 +510,9 @@ RENAMED_FLAGS = {"--stages": "--networks"}
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app; bad input is one line on stderr and exit code 2."""
     argv = spread_values(sys.argv[1:] if argv is None else list(argv))
-    argv = [w for i, w in enumerate(argv) for w in (  # a bare --ray: a local Ray
-        [w, "local"] if w == "--ray" and (i + 1 == len(argv) or argv[i + 1].startswith("-"))
-        else [w])]  # fmt: skip
+    for i in reversed(range(len(argv))):  # a bare --ray: a Ray started here
+        if argv[i] == "--ray" and (i + 1 == len(argv) or argv[i + 1].startswith("-")):
+            argv.insert(i + 1, "local")
     try:
         argv, nproc = split_nproc(argv)
     except ValueError as e:

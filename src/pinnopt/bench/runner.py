@@ -107,9 +107,7 @@ def run_matrix(
         except KeyboardInterrupt:
             progress.console.print("interrupted: the matrix stops here", markup=False)
         finally:
-            close = getattr(finished, "close", None)
-            if close is not None:
-                close()  # a pool stops the cells it still runs
+            finished.close()  # a pool stops the cells it still runs
     write_results(done(), out / RESULTS_CSV)
     return done()
 

@@ -176,15 +176,8 @@ class Sync:
         flat = self.sum(torch.cat([
             (p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params
         ]))  # fmt: skip
-        offset = 0
-        for p in params:
-            n = p.numel()
-            part = flat[offset : offset + n].view_as(p)
-            if p.grad is None:
-                p.grad = part.clone()
-            else:
-                p.grad.copy_(part)
-            offset += n
+        for p, part in zip(params, flat.split([p.numel() for p in params])):
+            p.grad = part.view_as(p).clone()
 
     def losses(self, loss: Tensor, parts: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         """(loss, per-term losses) summed over the ranks, detached (one all_reduce)."""
@@ -270,8 +263,7 @@ class ShardedClosure:
 
     def normal_equations(self, params: Sequence[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
         r, gram, grad = self.closure.normal_equations(params)
-        both = torch.cat([gram.reshape(-1), grad])
-        _collective(dist.all_reduce, both)
+        both = self.sync.sum(torch.cat([gram.reshape(-1), grad]))
         n = grad.numel()
         return self.sync.gather_rows(r), both[: n * n].view(n, n), both[n * n :]
 
