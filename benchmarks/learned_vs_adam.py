@@ -64,6 +64,7 @@ LRS = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0, 3.0, 10.0]
 SETUPS = {  # family options and step budget of each family's study
     "quadratic": {"options": {"dim": 20, "condition": 100.0}, "steps": 100},
     "poisson": {"options": {}, "steps": 500},
+    "pde_mix": {"options": {}, "steps": 500},
 }
 ARCHS = {  # unseen architectures for the poisson family (its default: mlp 16 x 2)
     "deeper mlp (16 x 4)": {"depth": 4},
@@ -72,18 +73,30 @@ ARCHS = {  # unseen architectures for the poisson family (its default: mlp 16 x 
     # (checked on train tasks, by Adam alone)
     "chebykan (16 x 1, degree 3)": {"model": "chebykan", "width": 16, "depth": 1, "degree": 3},
 }
-SMOKE = {"quadratic": {"dim": 4}, "poisson": {"n_pde": 8, "n_bc": 4, "width": 4, "modes": 2}}
+SMOKE = {
+    "quadratic": {"dim": 4},
+    "poisson": {"n_pde": 8, "n_bc": 4, "width": 4, "modes": 2},
+    "pde_mix": {
+        "n_pde": 8,
+        "n_bc": 4,
+        "modes": 2,
+        "archs": ({"width": 4}, {"model": "chebykan", "width": 3, "degree": 2}),
+    },
+}
 
 
 def run(task, build, steps: int) -> dict:
     """``steps`` steps of the optimizer ``build(params)`` on ``task``: the loss before each
-    step and after the last (steps + 1 values, ∞ once non-finite), seconds, final metric."""
+    step and after the last (steps + 1 values, ∞ once non-finite), the seconds of the
+    first step (a compiled step compiles there) and per later step, the final metric."""
     model = task.init_model()
     opt = build(model.parameters())
-    losses = []
+    losses, first = [], 0.0
     start = time.perf_counter()
-    for _ in range(steps):
+    for k in range(steps):
         loss = opt.step(task.closure(model, opt)).item()
+        if k == 0:
+            first = time.perf_counter() - start
         if not math.isfinite(loss):
             break
         losses.append(loss)
@@ -93,7 +106,8 @@ def run(task, build, steps: int) -> dict:
     losses.append(final if math.isfinite(final) else math.inf)
     losses += [math.inf] * (steps + 1 - len(losses))
     metric = task.evaluate(model) if math.isfinite(final) else math.nan
-    return {"losses": losses, "seconds": seconds, "metric": metric}
+    per_step = (seconds - first) / max(len(losses) - 2, 1)
+    return {"losses": losses, "first_s": first, "s_per_step": per_step, "metric": metric}
 
 
 def geometric_mean(values: list[float]) -> float:
@@ -129,13 +143,14 @@ def compare(family, rule: Path, adam_lr: float, n_tasks: int, steps: int) -> lis
         if math.isfinite(target):
             n_learned = first_reach(learned["losses"], target)
         step_ratio = math.inf if n_learned is None or not n_adam else n_learned / n_adam
-        sec_adam, sec_learned = adam["seconds"] / steps, learned["seconds"] / steps
+        sec_adam, sec_learned = adam["s_per_step"], learned["s_per_step"]
         rows.append({
             "seed": task.seed, "target": target, "n_adam": n_adam, "n_learned": n_learned,
             "step_ratio": step_ratio, "time_ratio": step_ratio * sec_learned / sec_adam,
             "adam_final": target, "learned_final": learned["losses"][-1],
             "adam_metric": adam["metric"], "learned_metric": learned["metric"],
             "adam_s_per_step": sec_adam, "learned_s_per_step": sec_learned,
+            "learned_first_s": learned["first_s"],
             "adam_losses": adam["losses"], "learned_losses": learned["losses"],
         })  # fmt: skip
     return rows
@@ -154,6 +169,7 @@ def summary(rows: list[dict]) -> dict:
         "median_learned_metric": statistics.median(r["learned_metric"] for r in rows),
         "adam_ms_per_step": 1e3 * statistics.median(r["adam_s_per_step"] for r in rows),
         "learned_ms_per_step": 1e3 * statistics.median(r["learned_s_per_step"] for r in rows),
+        "learned_first_s": max(r["learned_first_s"] for r in rows),
     }
 
 
@@ -193,11 +209,7 @@ def markdown(res: dict, command: str) -> str:
         "",
         f"Family `{res['family']}` {res['family_options']}, {res['steps']} steps per run. "
         f"Adam lr tuned on {res['tune_tasks']} train tasks over {res['lrs']}: "
-        f"**{res['adam_lr']:g}**{edge}. Learned rule: `{res['method']}`"
-        f"{' (first-order meta-gradients)' if res['first_order'] else ''}, "
-        f"{m['meta_steps_done']} meta-steps, best on validation at meta-step "
-        f"{m['best_meta_step']} (status {m['status']}, {m['skipped_updates']} meta-updates "
-        f"dropped by the guard, {m['wall_time_s']:.0f} s).",
+        f"**{res['adam_lr']:g}**{edge}. " + learned_rule(res),
         "",
         "| test tasks | learned reaches Adam's final loss | median step ratio (learned / Adam) "
         "| median wall-time ratio | median final loss, Adam | median final loss, learned "
@@ -210,11 +222,18 @@ def markdown(res: dict, command: str) -> str:
         f"{fmt(s['median_learned_metric'])} | {s['adam_ms_per_step']:.2f} | "
         f"{s['learned_ms_per_step']:.2f} |",
         "",
-        f"Meta-training with inner runs of {res['steps']} steps in truncations of "
-        f"{res['unroll_steps']}: the meta-loss (mean log-loss) stayed within "
-        f"[{fmt(m['meta_loss_min'])}, {fmt(m['meta_loss_max'])}], the largest meta-gradient "
-        f"norm before clipping was {fmt(m['grad_norm_max'])}.",
+        "Times per step exclude each run's first step; the learned rule's slowest first "
+        f"step took {s['learned_first_s']:.2f} s (its compilation, when the step is "
+        "compiled; later runs in the same process reuse it).",
     ]
+    if m is not None:
+        lines += [
+            "",
+            f"Meta-training with inner runs of {res['steps']} steps in truncations of "
+            f"{res['unroll_steps']}: the meta-loss (mean log-loss) stayed within "
+            f"[{fmt(m['meta_loss_min'])}, {fmt(m['meta_loss_max'])}], the largest "
+            f"meta-gradient norm before clipping was {fmt(m['grad_norm_max'])}.",
+        ]
     if res.get("archs"):
         lines += [
             "",
@@ -233,6 +252,19 @@ def markdown(res: dict, command: str) -> str:
                 f"{fmt(t['median_adam_final'])} | {fmt(t['median_learned_final'])} |"
             )
     return "\n".join(lines) + "\n"
+
+
+def learned_rule(res: dict) -> str:
+    m = res["meta"]
+    if m is None:
+        return f"Learned rule: the saved rule `{res['rule']}` (no meta-training in this run)."
+    return (
+        f"Learned rule: `{res['method']}`"
+        f"{' (first-order meta-gradients)' if res['first_order'] else ''}, "
+        f"{m['meta_steps_done']} meta-steps, best on validation at meta-step "
+        f"{m['best_meta_step']} (status {m['status']}, {m['skipped_updates']} meta-updates "
+        f"dropped by the guard, {m['wall_time_s']:.0f} s)."
+    )
 
 
 def meta_summary(out: Path) -> dict:
@@ -265,6 +297,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--val-episodes", type=int, default=8)
     parser.add_argument("--archs", action=argparse.BooleanOptionalAction, default=True,
                         help="poisson: also the unseen architectures")  # fmt: skip
+    parser.add_argument("--kinds", nargs="+", help="pde_mix: the PDE kinds (default: its mixture)")
+    parser.add_argument("--rule", type=Path, help="score this saved rule instead of meta-training")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, for the test suite")
@@ -277,6 +311,8 @@ def main(argv: list[str] | None = None) -> dict:
         steps, args.lrs, args.tune_tasks, args.test_tasks = 6, [1e-2, 1e-1], 2, 2
         args.meta_steps, args.episodes, args.unroll_steps = 2, 1, 3
         args.val_every, args.val_episodes = 1, 1
+    if args.kinds:
+        options["kinds"] = tuple(args.kinds)
     family = build_family(args.family, **options)
     args.out.mkdir(parents=True, exist_ok=True)
 
@@ -285,7 +321,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"  lr {tuned['lr']:g}: " + ", ".join(f"{lr:g}: {fmt(v)}"
                                                for lr, v in tuned["scores"].items()))  # fmt: skip
     meta_dir = args.out / "meta"
-    if not (meta_dir / "metrics.json").exists():
+    if args.rule is None and not (meta_dir / "metrics.json").exists():
         config = MetaOptimizerConfig(method=args.method, inner_lr=tuned["lr"], inner_steps=steps,
                                      unroll_steps=args.unroll_steps, meta_lr=args.meta_lr,
                                      meta_objective="log_loss",
@@ -293,7 +329,7 @@ def main(argv: list[str] | None = None) -> dict:
         meta_train(family, config, meta_dir, meta_steps=args.meta_steps,
                    episodes_per_step=args.episodes, val_every=args.val_every,
                    val_episodes=args.val_episodes, progress=not args.smoke)  # fmt: skip
-    rule = meta_dir / "optimizer.pt"
+    rule = args.rule or meta_dir / "optimizer.pt"
     print(f"evaluating on {args.test_tasks} test tasks ...", flush=True)
     rows = compare(family, rule, tuned["lr"], args.test_tasks, steps)
     res = {
@@ -301,7 +337,8 @@ def main(argv: list[str] | None = None) -> dict:
         "method": args.method, "first_order": args.first_order, "lrs": args.lrs,
         "tune_tasks": args.tune_tasks,
         "adam_lr": tuned["lr"], "adam_scores": tuned["scores"],
-        "unroll_steps": args.unroll_steps, "meta": meta_summary(meta_dir),
+        "unroll_steps": args.unroll_steps, "rule": str(rule),
+        "meta": None if args.rule else meta_summary(meta_dir),
         "metric": EpisodeSampler(family, "test").task(0).metric,
         "summary": summary(rows), "tasks": rows, "archs": {},
     }  # fmt: skip

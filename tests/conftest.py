@@ -13,6 +13,15 @@ def _seed_and_one_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture(autouse=True)
+def _eager_unless_asked(monkeypatch):
+    """Optimizers with a compiled step (``fused``) run eagerly unless a test asks for
+    ``fused=True`` or sets ``compiler.AUTOMATIC``: each compilation costs seconds."""
+    from pinnopt.optim import compiler
+
+    monkeypatch.setattr(compiler, "AUTOMATIC", False)
+
+
 @pytest.fixture
 def load_benchmark():
     """``load_benchmark("name")``: the module benchmarks/name.py, imported from its file."""

@@ -1,5 +1,7 @@
 """Smoke runs of benchmarks/laplacian_speed.py and benchmarks/ladam_wave.py."""
 
+import argparse
+
 import torch
 
 
@@ -8,18 +10,33 @@ def test_laplacian_speed_smoke(tmp_path, load_benchmark):
     out = tmp_path / "speed.md"
     results = module.main(
         ["--smoke", "--optimizers", "ladam", "--allocators", "no-trim", "--out", str(out)]
-    )
+    )  # ladam: the default, compiled (its child stops if it fell back to the eager update)
     rows = results["tiny", "no-trim"]
     assert list(rows) == ["adam", "ladam"]  # the baseline comes first
     assert all(r["seconds"] > 0 and r["first"] > 0 and r["faults"] >= 0 for r in rows.values())
     text = out.read_text()
-    assert "| model | params | allocator | optimizer | ms / step | × Adam (foreach) |" in text
-    assert "| tiny | 105 | no-trim | adam |" in text and "| 1.00 |" in text
+    assert (
+        "| model | params | allocator | optimizer | ms / step | × Adam (foreach) "
+        "| × Adam (fused) |" in text
+    )
+    assert "| tiny | 105 | no-trim | adam | " in text and "| 1.00 | – |" in text
+
+
+def test_laplacian_speed_table_has_a_ratio_to_each_adam(load_benchmark):
+    module = load_benchmark("laplacian_speed")
+    args = argparse.Namespace(models={"tiny": [2, 8, 8, 1]}, threads=1, dtype="float32",
+                              rounds=1, steps=2)  # fmt: skip
+    cell = lambda ms: {"seconds": ms / 1e3, "first": 0.5, "faults": 0.0}  # noqa: E731
+    rows = {"adam": cell(2.0), "adam-fused": cell(1.0), "ladam": cell(1.5)}
+    text = module.table({("tiny", "default"): rows}, args, "command")
+    assert "| tiny | 105 | default | adam | 2.000 | 1.00 | 2.00 | 0 | 0.50 |" in text
+    assert "| tiny | 105 | default | adam-fused | 1.000 | 0.50 | 1.00 | 0 | 0.50 |" in text
+    assert "| tiny | 105 | default | ladam | 1.500 | 0.75 | 1.50 | 0 | 0.50 |" in text
 
 
 def test_laplacian_speed_measure_in_process(load_benchmark):
     module = load_benchmark("laplacian_speed")
-    r = module.measure([2, 8, 8, 1], "lrmsprop", torch.float64, warmup=1, steps=3)
+    r = module.measure([2, 8, 8, 1], "lrmsprop-eager", torch.float64, warmup=1, steps=3)
     assert r["seconds"] > 0 and r["first"] > 0 and r["faults"] >= 0
 
 

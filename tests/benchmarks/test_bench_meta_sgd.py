@@ -96,3 +96,22 @@ def test_docs_table_keeps_one_section_per_protocol(tmp_path, load_benchmark):
     assert text.count("rotated one") == 1
     assert text.index(module.SECTIONS[True]) < text.index("rotated one")
     assert text.index("rotated one") < text.index(module.SECTIONS[False]) < text.index("plain two")
+
+
+def test_five_shot_runs_get_sections_and_plots_of_their_own(tmp_path, load_benchmark):
+    module = load_benchmark("meta_sgd_digits")
+    path = tmp_path / "table.md"
+    one, five = module.parse([]), module.parse(["--k-shot", "5"])
+    module.write_section(path, one, "one shot\n")
+    module.write_section(path, five, "five shots\n")
+    module.write_section(path, module.parse(["--k-shot", "5", *ROTATIONS]), "rotated five\n")
+    text = path.read_text()
+    assert text.count("one shot") == text.count("five shots") == text.count("rotated five") == 1
+    assert text.index("one shot") < text.index("rotated five") < text.index("five shots")
+    assert f"{module.SECTIONS[False]}, 5-shot" in text
+    assert module.image_name(one) == "meta_sgd_digits.png"
+    assert module.image_name(five) == "meta_sgd_digits_5shot.png"
+    out = tmp_path / "five"
+    results = module.main(["--smoke", "--k-shot", "5", "--out", str(out)])
+    assert "5-way 5-shot digits" in (out / "results.md").read_text().splitlines()[0]
+    assert all(len(r["accuracy"]) == 3 for r in results["runs"])

@@ -139,3 +139,18 @@ def test_default_meta_gradient_is_exact_by_finite_differences(method):
         assert any(
             abs(grads[False][i].view(-1)[idx].item() - v) > 1e-3 * abs(v) for v, i, idx in fd
         )
+
+
+def test_learned_vs_adam_on_the_pde_mixture_and_a_saved_rule(tmp_path, load_benchmark):
+    """Meta-train on pde_mix (smoke), then score that saved rule on kinds outside the
+    mixture without meta-training again."""
+    module = load_benchmark("learned_vs_adam")
+    res = module.main(["--family", "pde_mix", "--smoke", "--out", str(tmp_path / "mix")])
+    rule = tmp_path / "mix" / "meta" / "optimizer.pt"
+    assert res["meta"] is not None and rule.exists()
+    out = tmp_path / "unseen"
+    res = module.main(["--family", "pde_mix", "--smoke", "--kinds", "reaction", "advection",
+                       "--rule", str(rule), "--out", str(out)])  # fmt: skip
+    assert res["meta"] is None and not (out / "meta").exists()
+    assert res["family_options"]["kinds"] == ("reaction", "advection")
+    assert f"the saved rule `{rule}`" in (out / "results.md").read_text()

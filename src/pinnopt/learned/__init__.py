@@ -23,6 +23,7 @@ from pinnopt.learned.methods import (
     RuleState,
     preprocess_gradient,
 )
+from pinnopt.learned.pde_tasks import PDEMixFamily
 from pinnopt.learned.tasks import (
     FAMILIES,
     SPLITS,
@@ -53,6 +54,7 @@ __all__ = [
     "MetaOptimizer",
     "MetaOptimizerConfig",
     "MetaSGDRule",
+    "PDEMixFamily",
     "PoissonFamily",
     "QuadraticFamily",
     "RuleState",

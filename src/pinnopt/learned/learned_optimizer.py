@@ -13,8 +13,17 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
+from pinnopt.learned.fused_l2o import fused_l2o_step, rule_weights
 from pinnopt.learned.meta import MetaOptimizer, MetaOptimizerConfig, build_rule
-from pinnopt.learned.methods import LSTMRule, MetaSGDRule, RuleState, WarpGradRule
+from pinnopt.learned.methods import (
+    ADAM_BETAS,
+    L2ORule,
+    LSTMRule,
+    MetaSGDRule,
+    RuleState,
+    WarpGradRule,
+)
+from pinnopt.optim.compiler import compile_errors, compiled_step_wanted, fused_fallback_notice
 from pinnopt.optim.registry import register_optimizer
 from pinnopt.train.schedulers import register_scheduler
 
@@ -87,13 +96,26 @@ class LearnedOptimizer(Optimizer):
     state. ``l2o`` (per-tensor statistics) and ``meta_sgd`` (α by position) always
     see whole tensors; for them ``chunk_size`` has no effect.
 
+    ``fused``: the ``l2o`` step as one compiled computation per param group
+    (:mod:`pinnopt.learned.fused_l2o`, ``torch.compile``): None (default) where a
+    compiler is found, True always (falling back, with a
+    :class:`~pinnopt.optim.compiler.FusedFallbackWarning`, where it cannot), False never.
+    The first step of each new set of parameter shapes pays the compilation (seconds;
+    torch keeps compiled code on disk, so a later process pays less). The other rules
+    have no compiled step.
+
     The ``hidden`` and ``cell`` states are kept in the rule's dtype (``config.dtype``),
     also through ``load_state_dict`` (which would cast them to the parameter's dtype);
     ``m`` and ``v`` are in the parameter's dtype.
     """
 
     def __init__(
-        self, params, path: str | Path, scale: float = 1.0, chunk_size: int | None = None
+        self,
+        params,
+        path: str | Path,
+        scale: float = 1.0,
+        chunk_size: int | None = None,
+        fused: bool | None = None,
     ) -> None:
         if not (isinstance(scale, float | int) and math.isfinite(scale) and scale > 0):
             raise ValueError(f"Invalid scale: {scale!r} (need a finite number > 0)")
@@ -101,6 +123,8 @@ class LearnedOptimizer(Optimizer):
             isinstance(chunk_size, int) and not isinstance(chunk_size, bool) and chunk_size >= 1
         ):
             raise ValueError(f"Invalid chunk_size: {chunk_size!r} (need an integer >= 1 or None)")
+        if fused not in (None, True, False):
+            raise ValueError(f"Invalid fused: {fused!r} (need True, False or None)")
         self.chunk_size = chunk_size
         blob = load_learned(path)
         self.config = MetaOptimizerConfig(**blob["config"])
@@ -113,6 +137,9 @@ class LearnedOptimizer(Optimizer):
         first = next((p for g in self.param_groups for p in g["params"]), None)
         if first is not None:
             self.rule.to(first.device)
+        self.fused = fused
+        self._compile_failed = False  # set for good when compiling the fused step fails
+        self._weights: list[Tensor] | None = None  # the rule's tensors, for the fused step
         if isinstance(self.rule, MetaSGDRule | WarpGradRule):
             mine = [p.shape for g in self.param_groups for p in g["params"]]
             self.rule.check_shapes(mine)
@@ -214,6 +241,66 @@ class LearnedOptimizer(Optimizer):
                 s["step"] = torch.tensor(float(count + 1))
                 s["hidden"], s["cell"] = h_new, c_new
 
+    def _step_eager(self, params: list[Tensor], grads: list[Tensor], scale: float) -> None:
+        """One step of the rule's own ``forward`` (every rule but ``lstm``)."""
+        updates, new = self.rule(grads, self._gather(params))
+        torch._foreach_add_(params, [u.to(p.dtype) for p, u in zip(params, updates)],
+                            alpha=scale)  # fmt: skip
+        step = torch.tensor(float(new.step_count))
+        for i, p in enumerate(params):
+            s = self.state[p]
+            s["step"] = step
+            if new.hidden:
+                s["hidden"], s["cell"] = new.hidden[i], new.cell[i]
+            if new.moments:
+                s["m"], s["v"] = new.moments[i]
+
+    def _use_fused(self, params: list[Tensor]) -> bool:
+        """Whether this group's ``l2o`` step runs compiled (see ``fused``)."""
+        if not isinstance(self.rule, L2ORule) or self._compile_failed:
+            return False
+        return compiled_step_wanted(self, self.fused, params[0].device.type)
+
+    def _step_fused(self, params: list[Tensor], grads: list[Tensor], scale: float) -> None:
+        """One step of the ``l2o`` rule as one compiled call (:mod:`fused_l2o`). The
+        Python around it is kept to a few operations: on a small model it costs as much
+        as the compiled work."""
+        states = [self.state[p] for p in params]
+        if any("step" not in s for s in states):
+            self._init_l2o_state(params)
+        t = max(int(s["step"]) for s in states) + 1
+        (b1, b2) = ADAM_BETAS
+        scalars = torch.tensor([1 - b1**t, 1 - b2**t, scale], dtype=torch.float64,
+                               device=params[0].device)  # fmt: skip
+        ms, vs = [s["m"] for s in states], [s["v"] for s in states]
+        hidden = torch.cat([s["hidden"] for s in states], dim=1)
+        cell = torch.cat([s["cell"] for s in states], dim=1)
+        if self._weights is None:
+            self._weights = rule_weights(self.rule)
+        try:
+            hidden, cell = fused_l2o_step(
+                params, grads, ms, vs, hidden, cell, scalars, self._weights, self.rule.lr
+            )
+        except compile_errors() as e:  # raised while compiling, before anything changed
+            self._compile_failed = True
+            fused_fallback_notice(self, "failed", "LearnedOptimizer: compiling the l2o step "
+                                  f"failed ({type(e).__name__}); it runs eagerly")  # fmt: skip
+            self._step_eager(params, grads, scale)
+            return
+        step = torch.tensor(float(t))
+        for i, s in enumerate(states):  # m and v were updated in place
+            s["step"], s["hidden"], s["cell"] = step, hidden[:, i : i + 1], cell[:, i : i + 1]
+
+    def _init_l2o_state(self, params: list[Tensor]) -> None:
+        """Zero state (the rule's start) for the parameters that have none yet."""
+        for p in params:
+            s = self.state[p]
+            if "step" not in s:
+                fresh = self.rule.init_state([p])
+                s["step"] = torch.tensor(0.0)
+                s["hidden"], s["cell"] = fresh.hidden[0], fresh.cell[0]
+                s["m"], s["v"] = fresh.moments[0]
+
     @torch.no_grad()
     def step(self, closure=None):
         loss = None
@@ -232,16 +319,10 @@ class LearnedOptimizer(Optimizer):
             if isinstance(self.rule, LSTMRule):
                 self._step_lstm(params, grads, group["scale"])
                 continue
-            state = self._gather(params)
-            updates, new = self.rule(grads, state)
-            for i, (p, u) in enumerate(zip(params, updates)):
-                p.add_(u, alpha=group["scale"])
-                s = self.state[p]
-                s["step"] = torch.tensor(float(new.step_count))
-                if new.hidden:
-                    s["hidden"], s["cell"] = new.hidden[i].clone(), new.cell[i].clone()
-                if new.moments:
-                    s["m"], s["v"] = new.moments[i][0], new.moments[i][1]
+            if self._use_fused(params):
+                self._step_fused(params, grads, group["scale"])
+                continue
+            self._step_eager(params, grads, group["scale"])
         return loss
 
 

@@ -77,7 +77,8 @@ class MetaOptimizerConfig:
     """Settings of a :class:`MetaOptimizer`; ``ValueError`` names a bad field.
 
     ``method``: ``lstm`` | ``meta_sgd`` | ``warp_grad`` | ``l2o`` | ``schedule``.
-    ``hidden_size``/``num_layers``: the LSTM's. ``preconditioning``: ``lstm``'s gradient
+    ``hidden_size``/``num_layers``: the LSTM's. ``mlp_hidden_size``: the width of
+    ``l2o``'s per-coordinate MLP. ``preconditioning``: ``lstm``'s gradient
     preprocessing (log-magnitude and sign, p = ``preprocess_p``). ``coordinatewise``: the
     LSTM is shared across coordinates (the only form built). ``meta_lr``: Adam on φ.
     ``unroll_steps``: truncation length T. ``gradient_clipping``: max meta-gradient norm.
@@ -98,6 +99,7 @@ class MetaOptimizerConfig:
     method: str = "lstm"
     hidden_size: int = 20
     num_layers: int = 2
+    mlp_hidden_size: int = 8
     preconditioning: bool = True
     coordinatewise: bool = True
     meta_lr: float = 1e-3
@@ -118,7 +120,8 @@ class MetaOptimizerConfig:
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"Invalid method: {self.method!r}; allowed: {', '.join(METHODS)}")
-        for name in ("hidden_size", "num_layers", "unroll_steps", "inner_steps", "schedule_knots"):
+        for name in ("hidden_size", "num_layers", "mlp_hidden_size", "unroll_steps", "inner_steps",
+                     "schedule_knots"):  # fmt: skip
             value = getattr(self, name)
             if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
                 raise ValueError(f"Invalid {name}: {value!r} (need an integer >= 1)")
@@ -170,7 +173,7 @@ def _warp_grad(config: MetaOptimizerConfig, init: list[Tensor]) -> WarpGradRule:
 
 @register_rule("l2o")
 def _l2o(config: MetaOptimizerConfig, init: list[Tensor]) -> L2ORule:
-    return L2ORule(config.hidden_size, config.num_layers, config.inner_lr)
+    return L2ORule(config.hidden_size, config.num_layers, config.inner_lr, config.mlp_hidden_size)
 
 
 @register_rule("schedule")

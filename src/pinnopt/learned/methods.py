@@ -222,22 +222,32 @@ class L2ORule(nn.Module):
     Per coordinate only m and v are kept (exactly 2 floats of state per parameter):
 
         m ← β1 m + (1 − β1) g,   v ← β2 v + (1 − β2) g²,   m̂, v̂ bias-corrected,
-        a = m̂ / (√v̂ + ε),   d = a + MLP_φ(a, g / (√v̂ + ε)).
+        a = m̂ / (√v̂ + ε),   d = a + MLP_φ(a, g / (√v̂ + ε)),
 
-    Per tensor i, an LSTM reads summary statistics s_i = (log(rms g_i)/10, mean a_i,
-    rms a_i) and a linear head gives (σ_i, b_i); the update is
+    with MLP_φ(x) = W₂ softsign(W₁x + b₁) + b₂ (softsign z = z / (1 + |z|)), of width
+    ``mlp_hidden_size``. Per tensor i, an LSTM reads summary statistics
+    s_i = (log(rms g_i)/10, mean a_i, rms a_i) and a linear head gives (σ_i, b_i); the
+    update is
 
         u_i = −lr · exp(σ_i) · (d_i + b_i).
 
     The MLP's last layer and the head start at zero, so before meta-training the rule
     is Adam with learning rate ``lr`` (ε inside as above). The LSTM's (h, c) is per
     tensor: 2·num_layers·hidden_size floats per tensor, independent of its size.
+
+    The MLP's width and activation were chosen by the cost of a step on a large model
+    (every coordinate evaluates it; docs/learned.md). :mod:`pinnopt.learned.fused_l2o`
+    is this step compiled.
     """
 
-    def __init__(self, hidden_size: int, num_layers: int, lr: float) -> None:
+    def __init__(
+        self, hidden_size: int, num_layers: int, lr: float, mlp_hidden_size: int = 8
+    ) -> None:
         super().__init__()
         self.lr = lr
-        self.mlp = nn.Sequential(nn.Linear(2, hidden_size), nn.Tanh(), nn.Linear(hidden_size, 1))
+        self.mlp = nn.Sequential(
+            nn.Linear(2, mlp_hidden_size), nn.Softsign(), nn.Linear(mlp_hidden_size, 1)
+        )
         self.lstm = nn.LSTM(3, hidden_size, num_layers)
         self.head = nn.Linear(hidden_size, 2)
         for layer in (self.mlp[2], self.head):
@@ -255,44 +265,40 @@ class L2ORule(nn.Module):
         return RuleState(hidden=h, cell=[z.clone() for z in h], moments=moments)
 
     def forward(self, grads: Sequence[Tensor], state: RuleState) -> tuple[list[Tensor], RuleState]:
+        """All tensors at once, flattened into one vector: a fixed number of operations
+        whatever the number of tensors (on a small model each operation costs its call
+        overhead, not its arithmetic); per-tensor sums by ``index_add``."""
         t = state.step_count + 1
-        moments, a_list, r_list = [], [], []
-        for g, (m, v) in zip(grads, state.moments):
-            m, v, m_hat, denom = _adam_moments(g, m, v, t)
-            moments.append([m, v])
-            a_list.append(m_hat / denom)
-            r_list.append(g / denom)
+        g = _flat(grads)
+        m = _flat([ms[0] for ms in state.moments])
+        v = _flat([ms[1] for ms in state.moments])
+        m, v, m_hat, denom = _adam_moments(g, m, v, t)
         dt = self.head.weight.dtype
-        a, r = _flat(a_list).to(dt), _flat(r_list).to(dt)
+        a, r, gd = (m_hat / denom).to(dt), (g / denom).to(dt), g.to(dt)
         d = a + _coordinatewise(self.mlp, torch.stack([a, r], dim=1))[:, 0]
-        stats = torch.stack(
-            [
-                torch.stack(
-                    [
-                        torch.log(g.to(dt).square().mean().sqrt() + 1e-30) / 10,
-                        ai.to(dt).mean(),
-                        ai.to(dt).square().mean().sqrt(),
-                    ]
-                )
-                for g, ai in zip(grads, a_list)
-            ]
+        sizes = [x.numel() for x in grads]
+        tensor_of = torch.repeat_interleave(
+            torch.arange(len(sizes), device=g.device), torch.tensor(sizes, device=g.device)
         )
+        sums = torch.zeros(len(sizes), 3, dtype=dt, device=g.device).index_add(
+            0, tensor_of, torch.stack([gd * gd, a, a * a], dim=1)
+        )
+        means = sums / torch.tensor(sizes, dtype=dt, device=g.device)[:, None]
+        stats = torch.stack([torch.log(means[:, 0].sqrt() + 1e-30) / 10, means[:, 1],
+                             means[:, 2].sqrt()], dim=1)  # fmt: skip
         h0, c0 = torch.cat(state.hidden, dim=1), torch.cat(state.cell, dim=1)
         out, (h1, c1) = self.lstm(stats[None], (h0, c0))
-        sigma, bias = self.head(out[0]).unbind(dim=1)
-        updates = [
-            (-self.lr * torch.exp(s) * (di + b)).to(g.dtype)
-            for di, s, b, g in zip(_split(d, grads), sigma, bias, grads)
-        ]
-        sizes = self.state_sizes(grads)
+        sigma_bias = self.head(out[0])[tensor_of]
+        u = -self.lr * torch.exp(sigma_bias[:, 0]) * (d + sigma_bias[:, 1])
+        ones = [1] * len(grads)
         new = replace(
             state,
-            hidden=list(torch.split(h1, sizes, dim=1)),
-            cell=list(torch.split(c1, sizes, dim=1)),
-            moments=moments,
+            hidden=list(torch.split(h1, ones, dim=1)),
+            cell=list(torch.split(c1, ones, dim=1)),
+            moments=[list(mv) for mv in zip(_split(m, grads), _split(v, grads))],
             step_count=t,
         )
-        return updates, new
+        return [x.to(gr.dtype) for x, gr in zip(_split(u, grads), grads)], new
 
 
 class WarpGradRule(nn.Module):

@@ -20,18 +20,29 @@ elements, decided once, at its first step; every other tensor follows the plain
 method exactly, so c2 = 0 gives torch.optim.Adam / Adagrad / RMSprop.
 
 Speed: each update is one loop over the tensors of a parameter group, written so
-that ``fused=True`` can hand it to ``torch.compile``, which fuses the moment updates,
-the stencil and the step per tensor: one compiled call for the group's small tensors
-(no per-tensor Python overhead) and one per large tensor (so that the compiled code's
-temporaries stay small; see ``_fused_update``). That is within Adam's step time on
-small and large models alike (docs/laplacian_smoothed.md, "Speed").
+that it can be handed to ``torch.compile``, which fuses the moment updates, the
+stencil and the step per tensor: one compiled call for the group's small tensors (no
+per-tensor Python overhead) and one per large tensor (so that the compiled code's
+temporaries stay small; see ``_fused_update``); docs/laplacian_smoothed.md, "Speed",
+times it against torch's foreach and fused Adam. ``fused=None``
+(the default) compiles when the compiler torch.compile needs for the parameters'
+device is there (a C++ compiler on the CPU, Triton on CUDA) and otherwise runs the
+same loop eagerly, with one :class:`FusedFallbackWarning`; ``fused=False`` always
+runs it eagerly; ``fused=True`` asks for the compiled update and falls back, with
+the notice, only where it cannot have it. An update that fails to compile (any step,
+any group) is run eagerly instead, with the notice, and so is every later step of that
+optimizer (see ``_try_fused`` for why the eager update then sees unmodified state).
 The stencils are sums of shifted slices of a circularly padded copy (the 9-point
 one factored as S ⊗ S − 36 δ with S = [1, 4, 1]), never a convolution.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+import os
+import shutil
+import sys
 import warnings
 from collections.abc import Callable
 
@@ -132,7 +143,7 @@ def _add_(x: Tensor, a: Tensor, value: Scalar) -> None:
 
 
 def _check_common(lr: float, eps: float, weight_decay: float, c2: float, stencil: str,
-                  min_spatial_size: int) -> None:  # fmt: skip
+                  min_spatial_size: int, fused: bool | None) -> None:  # fmt: skip
     if not (lr >= 0 and math.isfinite(lr)):
         raise ValueError(f"Invalid learning rate: {lr}")
     if not (eps >= 0 and math.isfinite(eps)):
@@ -145,6 +156,59 @@ def _check_common(lr: float, eps: float, weight_decay: float, c2: float, stencil
         raise ValueError(f"Invalid stencil: {stencil!r}; allowed: {', '.join(STENCILS)}")
     if not (isinstance(min_spatial_size, int) and min_spatial_size >= 0):
         raise ValueError(f"Invalid min_spatial_size: {min_spatial_size}")
+    if not (fused is None or isinstance(fused, bool)):
+        raise ValueError(f"Invalid fused value: {fused!r}; allowed: None (automatic), True, False")
+
+
+class FusedFallbackWarning(UserWarning):
+    """The update runs eagerly although ``fused`` was None (automatic) or True: no compiler
+    for torch.compile, or its compilation failed. Pass ``fused=False`` to silence it."""
+
+
+@functools.cache
+def _compiler_missing(device_type: str) -> str | None:
+    """What torch.compile lacks to compile the update on ``device_type``, or None when it
+    has it. Cheap (looks for the compiler, runs nothing), and decided once per process."""
+    if device_type == "cpu":
+        if sys.platform == "win32":
+            names: tuple = (os.environ.get("CXX", "cl"),)
+        elif "torch._inductor.config" in sys.modules:  # set by the user, perhaps
+            cxx = sys.modules["torch._inductor.config"].cpp.cxx
+            names = tuple(cxx) if isinstance(cxx, (list, tuple)) else (cxx,)
+        else:  # inductor's default, without importing it (that takes seconds)
+            names = (None, os.environ.get("CXX", "clang++" if sys.platform == "darwin" else "g++"))
+        if None in names and os.environ.get("TORCH_INDUCTOR_INSTALL_GXX"):
+            return None  # inductor installs g++ with conda
+        wanted = [name for name in names if name is not None]
+        if any(shutil.which(name) for name in wanted):
+            return None
+        return (f"no C++ compiler for torch.compile on the CPU (looked for {', '.join(wanted)}; "
+                "the CXX environment variable names another)")  # fmt: skip
+    if device_type in ("cuda", "xpu"):
+        try:
+            from torch.utils._triton import has_triton
+        except ImportError:  # a torch without it: is Triton importable at all?
+            import importlib.util
+
+            found = importlib.util.find_spec("triton") is not None
+        else:
+            found = has_triton()
+        return None if found else f"no usable Triton for torch.compile on {device_type}"
+    return None  # torch.compile is tried; a failure falls back to the eager update
+
+
+def _pick(xs: list, part: list[int]) -> list:
+    return [xs[i] for i in part] if xs else xs  # LRMSProp without momentum: no buffers
+
+
+def _compile_errors() -> tuple[type[BaseException], ...]:
+    """What torch.compile raises when a graph cannot be compiled. Dynamo, AOT autograd and
+    inductor raise them while tracing and compiling, before the compiled code runs (inductor
+    builds every kernel of a graph when it loads the graph's module); an exception raised
+    while the code runs is none of these, and propagates."""
+    from torch._dynamo.exc import FailOnRecompileLimitHit, TorchDynamoException
+
+    return TorchDynamoException, FailOnRecompileLimitHit
 
 
 # Fused, a tensor with at least this many elements gets its own compiled call (one
@@ -175,11 +239,13 @@ class _LaplacianSmoothed(Optimizer):
     _update: Callable
     _buffers: tuple[str, ...]  # state keys of the per-tensor buffers, in _update's order
     _hyper: tuple[str, ...]  # group keys _update takes as keywords
+    _compile_failed = False  # set for good when a compilation fails: eager from then on
+    _noticed: frozenset[str] = frozenset()  # kinds of FusedFallbackWarning already given
 
     def __setstate__(self, state: dict) -> None:
         super().__setstate__(state)
         for group in self.param_groups:
-            group.setdefault("fused", False)  # state_dicts saved before ``fused`` existed
+            group.setdefault("fused", None)  # state_dicts saved before ``fused`` existed
 
     def _init_state(self, p: Tensor, group: dict, state: dict) -> None:
         raise NotImplementedError
@@ -217,22 +283,71 @@ class _LaplacianSmoothed(Optimizer):
                 rows.append(self._scalars(group, state["step"]))
             grads = [p.grad for p in params]
             hyper = {key: group[key] for key in self._hyper}
-            if not group["fused"]:
+            if not self._use_fused(group["fused"], params[0].device):
                 type(self)._update(params, grads, *buffers, tuple(smoothed), rows, **hyper)
                 continue
             scalars = torch.tensor(rows, dtype=torch.float64, device=params[0].device)
             args = (params, grads, buffers, smoothed, scalars, hyper)
-            small = []
-            for i, p in enumerate(params):
-                if p.numel() >= FUSED_OWN_CALL_NUMEL:
-                    self._fused_update([i], True, *args)
-                else:
-                    small.append(i)
-            if small:
-                self._fused_update(small, False, *args)
+            large = [i for i, p in enumerate(params) if p.numel() >= FUSED_OWN_CALL_NUMEL]
+            small = [i for i, p in enumerate(params) if p.numel() < FUSED_OWN_CALL_NUMEL]
+            for part, own_call in [([i], True) for i in large] + [(small, False)] * bool(small):
+                if not self._try_fused(part, own_call, *args):
+                    type(self)._update(_pick(params, part), _pick(grads, part),
+                                       *[_pick(b, part) for b in buffers],
+                                       tuple(_pick(smoothed, part)), _pick(rows, part),
+                                       **hyper)  # fmt: skip
         return loss
 
-    def _fused_update(self, part, own_call, params, grads, buffers, smoothed, scalars, hyper):
+    def _use_fused(self, fused: bool | None, device: torch.device) -> bool:
+        if fused is False or self._compile_failed:
+            return False
+        missing = _compiler_missing(device.type)
+        if missing is None:
+            return True
+        name = type(self).__name__
+        if fused:
+            self._notice("asked", f"{name}: fused=True was asked for, but the update runs "
+                         f"eagerly: {missing}. Pass fused=False to ask for the eager "
+                         "update.")  # fmt: skip
+        else:
+            self._notice("auto", f"{name}: the update runs eagerly (slower), not compiled: "
+                         f"{missing}. Pass fused=False to choose the eager update without this "
+                         "notice.")  # fmt: skip
+        return False
+
+    def _notice(self, kind: str, message: str) -> None:
+        """One FusedFallbackWarning of each kind per optimizer."""
+        if kind not in self._noticed:
+            self._noticed = self._noticed | {kind}
+            warnings.warn(message, FusedFallbackWarning, stacklevel=2)
+
+    def _try_fused(self, part, own_call, *args) -> bool:
+        """Runs the compiled update of ``part``, or returns False if it cannot be compiled;
+        then nothing of ``part`` has changed and the caller runs the eager update.
+
+        A failed compilation raises before any compiled code runs (``_compile_errors``).
+        The parts run one after another, so an earlier part that compiled has been
+        updated once, and only this part and the later ones are left to the eager update.
+        """
+        try:
+            update = _compiled(type(self)._update, dynamic=own_call)
+        except Exception as error:  # torch.compile refused (this Python, say): nothing ran
+            return self._compile_failure(error)
+        try:
+            self._fused_update(update, part, *args)
+        except _compile_errors() as error:
+            return self._compile_failure(error)
+        return True
+
+    def _compile_failure(self, error: Exception) -> bool:
+        self._compile_failed = True
+        reason = f"{type(error).__name__}: {(str(error).strip() or '?').splitlines()[0]}"
+        self._notice("compile", f"{type(self).__name__}: compiling the fused update failed "
+                     f"({reason[:300]}); the eager update is used from now on (pass "
+                     "fused=False to skip the compilation)")  # fmt: skip
+        return False
+
+    def _fused_update(self, update, part, params, grads, buffers, smoothed, scalars, hyper):
         """The compiled update of the tensors ``part`` (indices into ``params``).
 
         One graph over many large tensors allocates all its full-size temporaries at
@@ -240,8 +355,6 @@ class _LaplacianSmoothed(Optimizer):
         page-faults it back in (twice Adam's step time on the 10M benchmark); one call
         per large tensor keeps the temporaries small enough to be reused.
         """
-        pick = lambda xs: [xs[i] for i in part]  # noqa: E731
-        update = _compiled(type(self)._update, dynamic=own_call)
         # Each group's shapes and hyperparameters are one more compiled variant of the
         # same function; torch's default limit of 8 would make the ninth an error.
         with (
@@ -253,8 +366,8 @@ class _LaplacianSmoothed(Optimizer):
             warnings.filterwarnings(
                 "ignore", "`torch.jit.script_method` is deprecated", DeprecationWarning
             )
-            update(pick(params), pick(grads), *[pick(b) if b else b for b in buffers],
-                   tuple(pick(smoothed)), scalars[part], **hyper)  # fmt: skip
+            update(_pick(params, part), _pick(grads, part), *[_pick(b, part) for b in buffers],
+                   tuple(_pick(smoothed, part)), scalars[part], **hyper)  # fmt: skip
 
 
 def _ladam_update(params, grads, exp_avgs, exp_avg_sqs, smoothed, scalars, *, betas,
@@ -295,8 +408,10 @@ class LAdam(_LaplacianSmoothed):
 
     Weight decay is added to the gradient (L2, as torch.optim.Adam), or with
     ``decoupled_weight_decay=True`` applied as θ ← θ(1 − lr·wd) (AdamW).
-    ``fused=True`` compiles each group's update with ``torch.compile`` (a C++
-    compiler on CPU, Triton on CUDA; the first step pays the compilation).
+    ``fused`` (default None: automatic) compiles each group's update with
+    ``torch.compile`` where its compiler is found (a C++ compiler on CPU, Triton on
+    CUDA; the first step pays the compilation), else runs it eagerly with one
+    :class:`FusedFallbackWarning`; ``fused=False``: always eager, no notice.
     """
 
     _update = staticmethod(_ladam_update)
@@ -315,9 +430,9 @@ class LAdam(_LaplacianSmoothed):
         min_spatial_size: int = 16,
         mode: str = "variance_lap",
         decoupled_weight_decay: bool = False,
-        fused: bool = False,
+        fused: bool | None = None,
     ) -> None:
-        _check_common(lr, eps, weight_decay, c2, stencil, min_spatial_size)
+        _check_common(lr, eps, weight_decay, c2, stencil, min_spatial_size, fused)
         for i, beta in enumerate(betas):
             if not 0.0 <= beta < 1.0:
                 raise ValueError(f"Invalid beta parameter at index {i}: {beta}")
@@ -373,9 +488,9 @@ class LAdaGrad(_LaplacianSmoothed):
         c2: float = 1e-5,
         stencil: str = "9point",
         min_spatial_size: int = 16,
-        fused: bool = False,
+        fused: bool | None = None,
     ) -> None:
-        _check_common(lr, eps, weight_decay, c2, stencil, min_spatial_size)
+        _check_common(lr, eps, weight_decay, c2, stencil, min_spatial_size, fused)
         if not lr_decay >= 0:
             raise ValueError(f"Invalid lr_decay value: {lr_decay}")
         if not initial_accumulator_value >= 0:
@@ -436,9 +551,9 @@ class LRMSProp(_LaplacianSmoothed):
         c2: float = 1e-5,
         stencil: str = "9point",
         min_spatial_size: int = 16,
-        fused: bool = False,
+        fused: bool | None = None,
     ) -> None:
-        _check_common(lr, eps, weight_decay, c2, stencil, min_spatial_size)
+        _check_common(lr, eps, weight_decay, c2, stencil, min_spatial_size, fused)
         if not 0.0 <= alpha < 1.0:
             raise ValueError(f"Invalid alpha value: {alpha}")
         if not momentum >= 0:
