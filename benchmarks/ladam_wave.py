@@ -92,6 +92,8 @@ def error_at(curve: list[tuple[int, float, float]], seconds: float) -> float:
 
 
 def mean_std(xs: list[float]) -> str:
+    if any(math.isnan(x) for x in xs):  # a run that never reached the time mark
+        return "–"
     if len(xs) == 1:
         return f"{xs[0]:.4f}"
     return f"{statistics.mean(xs):.4f} ± {statistics.stdev(xs):.4f}"

@@ -38,11 +38,7 @@ one factored as S ⊗ S − 36 δ with S = [1, 4, 1]), never a convolution.
 
 from __future__ import annotations
 
-import functools
 import math
-import os
-import shutil
-import sys
 import warnings
 from collections.abc import Callable
 
@@ -50,6 +46,9 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
+from pinnopt.optim.compiler import FusedFallbackWarning  # noqa: F401 (re-exported)
+from pinnopt.optim.compiler import compile_errors as _compile_errors
+from pinnopt.optim.compiler import compiler_missing as _compiler_missing
 from pinnopt.optim.registry import register_optimizer
 
 STENCILS = ("9point", "5point")
@@ -160,55 +159,8 @@ def _check_common(lr: float, eps: float, weight_decay: float, c2: float, stencil
         raise ValueError(f"Invalid fused value: {fused!r}; allowed: None (automatic), True, False")
 
 
-class FusedFallbackWarning(UserWarning):
-    """The update runs eagerly although ``fused`` was None (automatic) or True: no compiler
-    for torch.compile, or its compilation failed. Pass ``fused=False`` to silence it."""
-
-
-@functools.cache
-def _compiler_missing(device_type: str) -> str | None:
-    """What torch.compile lacks to compile the update on ``device_type``, or None when it
-    has it. Cheap (looks for the compiler, runs nothing), and decided once per process."""
-    if device_type == "cpu":
-        if sys.platform == "win32":
-            names: tuple = (os.environ.get("CXX", "cl"),)
-        elif "torch._inductor.config" in sys.modules:  # set by the user, perhaps
-            cxx = sys.modules["torch._inductor.config"].cpp.cxx
-            names = tuple(cxx) if isinstance(cxx, (list, tuple)) else (cxx,)
-        else:  # inductor's default, without importing it (that takes seconds)
-            names = (None, os.environ.get("CXX", "clang++" if sys.platform == "darwin" else "g++"))
-        if None in names and os.environ.get("TORCH_INDUCTOR_INSTALL_GXX"):
-            return None  # inductor installs g++ with conda
-        wanted = [name for name in names if name is not None]
-        if any(shutil.which(name) for name in wanted):
-            return None
-        return (f"no C++ compiler for torch.compile on the CPU (looked for {', '.join(wanted)}; "
-                "the CXX environment variable names another)")  # fmt: skip
-    if device_type in ("cuda", "xpu"):
-        try:
-            from torch.utils._triton import has_triton
-        except ImportError:  # a torch without it: is Triton importable at all?
-            import importlib.util
-
-            found = importlib.util.find_spec("triton") is not None
-        else:
-            found = has_triton()
-        return None if found else f"no usable Triton for torch.compile on {device_type}"
-    return None  # torch.compile is tried; a failure falls back to the eager update
-
-
 def _pick(xs: list, part: list[int]) -> list:
     return [xs[i] for i in part] if xs else xs  # LRMSProp without momentum: no buffers
-
-
-def _compile_errors() -> tuple[type[BaseException], ...]:
-    """What torch.compile raises when a graph cannot be compiled. Dynamo, AOT autograd and
-    inductor raise them while tracing and compiling, before the compiled code runs (inductor
-    builds every kernel of a graph when it loads the graph's module); an exception raised
-    while the code runs is none of these, and propagates."""
-    from torch._dynamo.exc import FailOnRecompileLimitHit, TorchDynamoException
-
-    return TorchDynamoException, FailOnRecompileLimitHit
 
 
 # Fused, a tensor with at least this many elements gets its own compiled call (one
