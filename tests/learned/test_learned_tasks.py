@@ -177,7 +177,7 @@ def test_build_family_by_name():
 
 
 def test_families_register_by_name_in_order_and_refuse_a_duplicate():
-    assert list(FAMILIES) == ["quadratic", "sinusoid", "digits", "poisson"]
+    assert list(FAMILIES) == ["quadratic", "sinusoid", "digits", "poisson", "pde_mix", "pde_fit"]
     assert all(cls().name == name for name, cls in FAMILIES.items())
     with pytest.raises(ValueError, match=r"task family 'poisson' is already registered"):
         register_family("poisson")(PoissonFamily)
