@@ -10,7 +10,7 @@ import warnings
 import pytest
 import torch
 
-from pinnopt.optim import build_optimizer, laplacian_smoothed
+from pinnopt.optim import build_optimizer, compiler, laplacian_smoothed
 from pinnopt.optim.laplacian_smoothed import (
     FusedFallbackWarning,
     LAdaGrad,
@@ -335,7 +335,8 @@ def notices(run):
 
 
 def fake_compiler(monkeypatch, missing=None, broken=()):
-    """_compiler_missing says ``missing``; _compiled records (shape-generic?) of each call and
+    """The compiler check says ``missing`` and the default (fused=None) compiles where it
+    can, as outside the tests; _compiled records (shape-generic?) of each call and
     gives the eager update itself (no compilation), or, for the ``broken`` kinds, something
     that raises what torch.compile raises when it cannot compile."""
     from torch._inductor.exc import InductorError
@@ -351,7 +352,8 @@ def fake_compiler(monkeypatch, missing=None, broken=()):
 
         return call
 
-    monkeypatch.setattr(laplacian_smoothed, "_compiler_missing", lambda device_type: missing)
+    monkeypatch.setattr(compiler, "compiler_missing", lambda device_type: missing)
+    monkeypatch.setattr(compiler, "AUTOMATIC", True)
     monkeypatch.setattr(laplacian_smoothed, "_compiled", compiled)
     return calls
 
@@ -401,7 +403,8 @@ def test_an_error_while_the_compiled_update_runs_is_not_swallowed(monkeypatch):
 
         return call
 
-    monkeypatch.setattr(laplacian_smoothed, "_compiler_missing", lambda device_type: None)
+    monkeypatch.setattr(compiler, "compiler_missing", lambda device_type: None)
+    monkeypatch.setattr(compiler, "AUTOMATIC", True)
     monkeypatch.setattr(laplacian_smoothed, "_compiled", compiled)
     with pytest.raises(RuntimeError, match=r"the kernel failed \(test\)"):
         train(lambda p: LAdam(p), steps=1)
@@ -411,7 +414,7 @@ def test_an_error_while_the_compiled_update_runs_is_not_swallowed(monkeypatch):
 def test_the_compiler_check_looks_for_inductors_cpp_compiler(monkeypatch):
     import torch._inductor.config as inductor_config  # (monkeypatch's undo would delete it)
 
-    check = laplacian_smoothed._compiler_missing
+    check = compiler.compiler_missing
     check.cache_clear()
     try:
         with inductor_config.patch({"cpp.cxx": (None, "no-such-c++-compiler")}):

@@ -67,11 +67,18 @@ def compiled_step_wanted(owner: object, fused: bool | None, device_type: str) ->
     if fused is False or (fused is None and not AUTOMATIC):
         return False
     missing = compiler_missing(device_type)
-    if missing is not None:
-        fused_fallback_notice(owner, "missing", f"{type(owner).__name__}: {missing}; the "
-                              "eager step is used (fused=False silences this)")  # fmt: skip
-        return False
-    return True
+    if missing is None:
+        return True
+    name = type(owner).__name__
+    if fused:
+        fused_fallback_notice(owner, "asked", f"{name}: fused=True was asked for, but the step "
+                              f"runs eagerly: {missing}. Pass fused=False to ask for the "
+                              "eager step.")  # fmt: skip
+    else:
+        fused_fallback_notice(owner, "auto", f"{name}: the step runs eagerly (slower), not "
+                              f"compiled: {missing}. Pass fused=False to choose the eager step "
+                              "without this notice.")  # fmt: skip
+    return False
 
 
 def compile_errors() -> tuple[type[BaseException], ...]:

@@ -39,16 +39,19 @@ one factored as S ⊗ S − 36 δ with S = [1, 4, 1]), never a convolution.
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable
 
 import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from pinnopt.optim.compiler import FusedFallbackWarning  # noqa: F401 (re-exported)
+from pinnopt.optim.compiler import (
+    FusedFallbackWarning,  # noqa: F401 (re-exported)
+    compiled_step_wanted,
+    compiling,
+    fused_fallback_notice,
+)
 from pinnopt.optim.compiler import compile_errors as _compile_errors
-from pinnopt.optim.compiler import compiler_missing as _compiler_missing
 from pinnopt.optim.registry import register_optimizer
 
 STENCILS = ("9point", "5point")
@@ -166,7 +169,6 @@ def _pick(xs: list, part: list[int]) -> list:
 # Fused, a tensor with at least this many elements gets its own compiled call (one
 # shape-generic kernel for all such tensors); the smaller ones share one call per group.
 FUSED_OWN_CALL_NUMEL = 2**17
-RECOMPILE_LIMIT = 256
 _COMPILED: dict[tuple[Callable, bool], Callable] = {}
 
 
@@ -192,7 +194,6 @@ class _LaplacianSmoothed(Optimizer):
     _buffers: tuple[str, ...]  # state keys of the per-tensor buffers, in _update's order
     _hyper: tuple[str, ...]  # group keys _update takes as keywords
     _compile_failed = False  # set for good when a compilation fails: eager from then on
-    _noticed: frozenset[str] = frozenset()  # kinds of FusedFallbackWarning already given
 
     def __setstate__(self, state: dict) -> None:
         super().__setstate__(state)
@@ -251,27 +252,7 @@ class _LaplacianSmoothed(Optimizer):
         return loss
 
     def _use_fused(self, fused: bool | None, device: torch.device) -> bool:
-        if fused is False or self._compile_failed:
-            return False
-        missing = _compiler_missing(device.type)
-        if missing is None:
-            return True
-        name = type(self).__name__
-        if fused:
-            self._notice("asked", f"{name}: fused=True was asked for, but the update runs "
-                         f"eagerly: {missing}. Pass fused=False to ask for the eager "
-                         "update.")  # fmt: skip
-        else:
-            self._notice("auto", f"{name}: the update runs eagerly (slower), not compiled: "
-                         f"{missing}. Pass fused=False to choose the eager update without this "
-                         "notice.")  # fmt: skip
-        return False
-
-    def _notice(self, kind: str, message: str) -> None:
-        """One FusedFallbackWarning of each kind per optimizer."""
-        if kind not in self._noticed:
-            self._noticed = self._noticed | {kind}
-            warnings.warn(message, FusedFallbackWarning, stacklevel=2)
+        return not self._compile_failed and compiled_step_wanted(self, fused, device.type)
 
     def _try_fused(self, part, own_call, *args) -> bool:
         """Runs the compiled update of ``part``, or returns False if it cannot be compiled;
@@ -294,9 +275,9 @@ class _LaplacianSmoothed(Optimizer):
     def _compile_failure(self, error: Exception) -> bool:
         self._compile_failed = True
         reason = f"{type(error).__name__}: {(str(error).strip() or '?').splitlines()[0]}"
-        self._notice("compile", f"{type(self).__name__}: compiling the fused update failed "
-                     f"({reason[:300]}); the eager update is used from now on (pass "
-                     "fused=False to skip the compilation)")  # fmt: skip
+        fused_fallback_notice(self, "compile", f"{type(self).__name__}: compiling the fused "
+                              f"update failed ({reason[:300]}); the eager update is used from "
+                              "now on (pass fused=False to skip the compilation)")  # fmt: skip
         return False
 
     def _fused_update(self, update, part, params, grads, buffers, smoothed, scalars, hyper):
@@ -307,17 +288,7 @@ class _LaplacianSmoothed(Optimizer):
         page-faults it back in (twice Adam's step time on the 10M benchmark); one call
         per large tensor keeps the temporaries small enough to be reused.
         """
-        # Each group's shapes and hyperparameters are one more compiled variant of the
-        # same function; torch's default limit of 8 would make the ninth an error.
-        with (
-            torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT),
-            warnings.catch_warnings(),
-        ):
-            # torch's own code, not ours: the first compilation imports torch.utils.mkldnn,
-            # whose class body uses the deprecated @torch.jit.script_method (torch 2.13).
-            warnings.filterwarnings(
-                "ignore", "`torch.jit.script_method` is deprecated", DeprecationWarning
-            )
+        with compiling():  # a higher recompile limit: each group's shapes are a variant
             update(_pick(params, part), _pick(grads, part), *[_pick(b, part) for b in buffers],
                    tuple(_pick(smoothed, part)), scalars[part], **hyper)  # fmt: skip
 
