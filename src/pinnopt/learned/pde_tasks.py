@@ -39,7 +39,14 @@ from torch import Tensor, nn
 
 from pinnopt.derivatives import Jet
 from pinnopt.evaluation import Evaluator
-from pinnopt.learned.tasks import Task, TaskFamily, _check_seed, _check_split, register_family
+from pinnopt.learned.tasks import (
+    Task,
+    TaskFamily,
+    _check_seed,
+    _check_split,
+    _positive_int,
+    register_family,
+)
 from pinnopt.models import build_model
 from pinnopt.objective import Objective
 from pinnopt.problems.base import Box, Problem, Term
@@ -126,9 +133,7 @@ class PDEMixFamily(TaskFamily):
             raise ValueError(f"Invalid archs: {self.archs!r} (need dicts with model mlp or "
                              "chebykan)")  # fmt: skip
         for key in ("modes", "n_pde", "n_bc"):
-            value = getattr(self, key)
-            if not (isinstance(value, int) and value >= 1):
-                raise ValueError(f"Invalid {key}: {value!r} (need an integer >= 1)")
+            _positive_int(key, getattr(self, key))
         if not (self.decay >= 0 and math.isfinite(self.decay)):
             raise ValueError(f"Invalid decay: {self.decay!r} (need 0 <= decay < inf)")
 
@@ -138,12 +143,9 @@ class PDEMixFamily(TaskFamily):
         g = torch.Generator().manual_seed(seed)
         kind = self.kinds[int(torch.randint(len(self.kinds), (1,), generator=g))]
         arch = self.archs[int(torch.randint(len(self.archs), (1,), generator=g))]
-        lo, hi = COEFFICIENTS[kind]
-        coef = lo + (hi - lo) * float(torch.rand((), generator=g, dtype=torch.float64))
-        k = torch.arange(1, self.modes + 1, dtype=torch.float64)
-        a = torch.randn(self.modes, generator=g, dtype=torch.float64) / k**self.decay
+        coef, a = _draw_coefficient_and_amplitudes(kind, self.modes, self.decay, g)
         evolution = kind in EVOLUTION
-        c = 2 * torch.rand(self.modes, generator=g, dtype=torch.float64) if evolution else 0 * k
+        c = 2 * torch.rand(self.modes, generator=g, dtype=torch.float64) if evolution else 0 * a
         series = _Series(a, c)
         problem = _problem(kind, coef, series, evolution, self.n_pde, self.n_bc, seed)
         points = problem.sample(g)
@@ -164,6 +166,15 @@ class PDEMixFamily(TaskFamily):
         info = {"problem": problem, "points": points, "kind": kind, "coefficient": coef,
                 "arch": dict(arch), "amplitudes": a, "rates": c}  # fmt: skip
         return Task(self.name, split, seed, init_model, loss, evaluate, "rel_l2", info=info)
+
+
+def _draw_coefficient_and_amplitudes(kind: str, modes: int, decay: float,
+                                     g: torch.Generator) -> tuple[float, Tensor]:  # fmt: skip
+    """The kind's coefficient, uniform in its range, and a_k = z_k / k^decay, z_k ~ N(0, 1)."""
+    lo, hi = COEFFICIENTS[kind]
+    coef = lo + (hi - lo) * float(torch.rand((), generator=g, dtype=torch.float64))
+    k = torch.arange(1, modes + 1, dtype=torch.float64)
+    return coef, torch.randn(modes, generator=g, dtype=torch.float64) / k**decay
 
 
 def _problem(kind: str, coef: float, series: _Series, evolution: bool, n_pde: int,
@@ -223,20 +234,15 @@ class PDEFitFamily(TaskFamily):
             steady = [k for k in KINDS if k not in EVOLUTION]
             raise ValueError(f"Invalid kinds: {self.kinds!r}; allowed: {', '.join(steady)}")
         for key in ("k_shot", "k_query", "n_pde", "modes", "width", "depth"):
-            value = getattr(self, key)
-            if not (isinstance(value, int) and value >= 1):
-                raise ValueError(f"Invalid {key}: {value!r} (need an integer >= 1)")
+            _positive_int(key, getattr(self, key))
 
     def sample(self, seed: int, split: str = "train") -> Task:
         _check_seed(seed)
         _check_split(split)
         g = torch.Generator().manual_seed(seed)
         kind = self.kinds[int(torch.randint(len(self.kinds), (1,), generator=g))]
-        lo, hi = COEFFICIENTS[kind]
-        coef = lo + (hi - lo) * float(torch.rand((), generator=g, dtype=torch.float64))
-        k = torch.arange(1, self.modes + 1, dtype=torch.float64)
-        a = torch.randn(self.modes, generator=g, dtype=torch.float64) / k**self.decay
-        series = _Series(a, 0 * k)
+        coef, a = _draw_coefficient_and_amplitudes(kind, self.modes, self.decay, g)
+        series = _Series(a, 0 * a)
         box = Box([0.0], [1.0])
         on_jet, on_parts = _operator(kind, coef)
 
