@@ -165,12 +165,14 @@ def test_missing_l2o_file_is_one_line(tmp_path, capsys):
     assert "optim.optimizer" in err and str(missing) in err and "does not exist" in err
 
 
-def test_bare_l2o_is_the_untrained_rule_which_is_adam():
+def test_the_untrained_l2o_rule_is_adam(tmp_path):
+    untrained = tmp_path / "untrained.pt"
+    MetaOptimizer(torch.nn.Linear(1, 1), MetaOptimizerConfig(method="l2o")).save(untrained)
     torch.manual_seed(0)
     target = torch.randn(5, dtype=torch.float64)
     a = torch.nn.Parameter(torch.zeros(5, dtype=torch.float64))
     b = torch.nn.Parameter(torch.zeros(5, dtype=torch.float64))
-    learned = build_optimizer("l2o", [a], lr=0.5)  # lr is ignored
+    learned = build_optimizer(f"l2o:{untrained}", [a], lr=0.5)  # lr is ignored
     adam = torch.optim.Adam([b], lr=1e-2)
     for _ in range(4):
         for p, opt in ((a, learned), (b, adam)):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import math
 import pickle
 from collections.abc import Callable
@@ -14,7 +13,7 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from pinnopt.learned.fused_l2o import fused_l2o_step, rule_weights
-from pinnopt.learned.meta import MetaOptimizer, MetaOptimizerConfig, build_rule
+from pinnopt.learned.meta import MetaOptimizerConfig, build_rule
 from pinnopt.learned.methods import (
     ADAM_BETAS,
     L2ORule,
@@ -23,6 +22,7 @@ from pinnopt.learned.methods import (
     RuleState,
     WarpGradRule,
 )
+from pinnopt.learned.shipped import shipped_rule
 from pinnopt.optim.compiler import compile_errors, compiled_step_wanted, fused_fallback_notice
 from pinnopt.optim.registry import register_optimizer
 from pinnopt.train.schedulers import register_scheduler
@@ -363,7 +363,7 @@ LEARNED = "l2o"  # the config name of a saved learned optimizer: l2o:PATH
     LEARNED,
     1.0,
     description="A meta-trained optimizer from a file (l2o:PATH; pinnopt meta-train); "
-    "no file: the untrained l2o rule (Adam, lr 1e-2)",
+    "no file: the PINN rule shipped with pinnopt",
     argument="path",
 )
 def learned_optimizer(params, lr, path=None, scale=1.0) -> LearnedOptimizer:
@@ -371,9 +371,9 @@ def learned_optimizer(params, lr, path=None, scale=1.0) -> LearnedOptimizer:
     is learned; ``scale`` multiplies its update). Each group's ``lr`` is set to
     ``scale`` for the trainer's history; a scheduler changes it with no effect.
 
-    Without ``path``: the ``l2o`` rule as meta-training starts it (default
-    ``MetaOptimizerConfig``), which is Adam with lr = ``inner_lr`` = 1e-2: a baseline."""
-    source = _untrained_l2o() if path is None else path
+    Without ``path``: the pre-trained PINN rule shipped in the package
+    (:mod:`pinnopt.learned.shipped`), checked against its recorded checksum."""
+    source = shipped_rule() if path is None else path
     try:
         optimizer = LearnedOptimizer(params, source, scale=scale)
     except ValueError as e:  # torch.load's reason spans many lines: keep one
@@ -384,11 +384,3 @@ def learned_optimizer(params, lr, path=None, scale=1.0) -> LearnedOptimizer:
     for group in optimizer.param_groups:
         group.setdefault("lr", group["scale"])
     return optimizer
-
-
-def _untrained_l2o() -> io.BytesIO:
-    """The saved file of an untrained ``l2o`` rule, in memory."""
-    buffer = io.BytesIO()
-    MetaOptimizer(torch.nn.Linear(1, 1), MetaOptimizerConfig(method="l2o")).save(buffer)
-    buffer.seek(0)
-    return buffer
