@@ -20,6 +20,8 @@ would be written to memory. The result equals :meth:`L2ORule.forward` up to roun
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor
 
@@ -92,8 +94,12 @@ def l2o_update(
     return torch.stack(new_h), torch.stack(new_c)
 
 
-_COMPILED: dict[str, object] = {}
 _SEEN: set[tuple] = set()  # the (shapes, dtypes) already compiled in this process
+
+
+@functools.cache
+def _compiled_update():
+    return torch.compile(l2o_update, fullgraph=True, dynamic=False)
 
 
 def fused_l2o_step(
@@ -101,9 +107,7 @@ def fused_l2o_step(
 ) -> tuple[Tensor, Tensor]:
     """:func:`l2o_update` under ``torch.compile`` (compiled once per process and set of
     shapes)."""
-    if "update" not in _COMPILED:
-        _COMPILED["update"] = torch.compile(l2o_update, fullgraph=True, dynamic=False)
-    update = _COMPILED["update"]
+    update = _compiled_update()
     key = (lr, *((p.shape, p.dtype, p.device) for p in params), weights[0].dtype)
     if key in _SEEN:
         return update(params, grads, ms, vs, hidden, cell, scalars, weights, lr)

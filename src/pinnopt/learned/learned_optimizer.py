@@ -23,7 +23,7 @@ from pinnopt.learned.methods import (
     WarpGradRule,
 )
 from pinnopt.learned.shipped import shipped_rule
-from pinnopt.optim.compiler import compile_errors, compiled_step_wanted, fused_fallback_notice
+from pinnopt.optim.compiler import compile_errors, compile_failed, compiled_step_wanted
 from pinnopt.optim.registry import register_optimizer
 from pinnopt.train.schedulers import register_scheduler
 
@@ -123,7 +123,7 @@ class LearnedOptimizer(Optimizer):
             isinstance(chunk_size, int) and not isinstance(chunk_size, bool) and chunk_size >= 1
         ):
             raise ValueError(f"Invalid chunk_size: {chunk_size!r} (need an integer >= 1 or None)")
-        if fused not in (None, True, False):
+        if not (fused is None or isinstance(fused, bool)):  # 0 and 1 are refused too
             raise ValueError(f"Invalid fused: {fused!r} (need True, False or None)")
         self.chunk_size = chunk_size
         blob = load_learned(path)
@@ -138,7 +138,6 @@ class LearnedOptimizer(Optimizer):
         if first is not None:
             self.rule.to(first.device)
         self.fused = fused
-        self._compile_failed = False  # set for good when compiling the fused step fails
         self._weights: list[Tensor] | None = None  # the rule's tensors, for the fused step
         if isinstance(self.rule, MetaSGDRule | WarpGradRule):
             mine = [p.shape for g in self.param_groups for p in g["params"]]
@@ -257,9 +256,9 @@ class LearnedOptimizer(Optimizer):
 
     def _use_fused(self, params: list[Tensor]) -> bool:
         """Whether this group's ``l2o`` step runs compiled (see ``fused``)."""
-        if not isinstance(self.rule, L2ORule) or self._compile_failed:
-            return False
-        return compiled_step_wanted(self, self.fused, params[0].device.type)
+        return isinstance(self.rule, L2ORule) and compiled_step_wanted(
+            self, self.fused, params[0].device.type
+        )
 
     def _step_fused(self, params: list[Tensor], grads: list[Tensor], scale: float) -> None:
         """One step of the ``l2o`` rule as one compiled call (:mod:`fused_l2o`). The
@@ -282,9 +281,7 @@ class LearnedOptimizer(Optimizer):
                 params, grads, ms, vs, hidden, cell, scalars, self._weights, self.rule.lr
             )
         except compile_errors() as e:  # raised while compiling, before anything changed
-            self._compile_failed = True
-            fused_fallback_notice(self, "failed", "LearnedOptimizer: compiling the l2o step "
-                                  f"failed ({type(e).__name__}); it runs eagerly")  # fmt: skip
+            compile_failed(self, "the l2o step", e)
             self._step_eager(params, grads, scale)
             return
         step = torch.tensor(float(t))

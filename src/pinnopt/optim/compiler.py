@@ -62,9 +62,12 @@ def compiler_missing(device_type: str) -> str | None:
 
 def compiled_step_wanted(owner: object, fused: bool | None, device_type: str) -> bool:
     """Whether ``owner`` (an optimizer) runs its compiled step: ``fused`` True, or None
-    with :data:`AUTOMATIC`, and a compiler for ``device_type``; if one was asked for and
-    there is no compiler, a :class:`FusedFallbackWarning` (once) and False."""
+    with :data:`AUTOMATIC`, a compiler for ``device_type``, and no failed compilation
+    before (:func:`compile_failed`); if one was asked for and there is no compiler, a
+    :class:`FusedFallbackWarning` (once) and False."""
     if fused is False or (fused is None and not AUTOMATIC):
+        return False
+    if getattr(owner, "_compile_failed", False):
         return False
     missing = compiler_missing(device_type)
     if missing is None:
@@ -89,6 +92,16 @@ def compile_errors() -> tuple[type[BaseException], ...]:
     from torch._dynamo.exc import FailOnRecompileLimitHit, TorchDynamoException
 
     return TorchDynamoException, FailOnRecompileLimitHit
+
+
+def compile_failed(owner: object, what: str, error: BaseException) -> None:
+    """Records that compiling ``what`` (``owner``'s step) failed with ``error``: from now
+    on :func:`compiled_step_wanted` says False for ``owner``, and one notice says why."""
+    owner._compile_failed = True  # type: ignore[attr-defined]
+    reason = f"{type(error).__name__}: {(str(error).strip() or '?').splitlines()[0]}"
+    fused_fallback_notice(owner, "compile", f"{type(owner).__name__}: compiling {what} failed "
+                          f"({reason[:300]}); the eager step is used from now on (pass "
+                          "fused=False to skip the compilation)")  # fmt: skip
 
 
 def fused_fallback_notice(owner: object, kind: str, message: str) -> None:

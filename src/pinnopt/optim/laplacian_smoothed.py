@@ -47,9 +47,9 @@ from torch.optim import Optimizer
 
 from pinnopt.optim.compiler import (
     FusedFallbackWarning,  # noqa: F401 (re-exported)
+    compile_failed,
     compiled_step_wanted,
     compiling,
-    fused_fallback_notice,
 )
 from pinnopt.optim.compiler import compile_errors as _compile_errors
 from pinnopt.optim.registry import register_optimizer
@@ -193,7 +193,6 @@ class _LaplacianSmoothed(Optimizer):
     _update: Callable
     _buffers: tuple[str, ...]  # state keys of the per-tensor buffers, in _update's order
     _hyper: tuple[str, ...]  # group keys _update takes as keywords
-    _compile_failed = False  # set for good when a compilation fails: eager from then on
 
     def __setstate__(self, state: dict) -> None:
         super().__setstate__(state)
@@ -236,7 +235,7 @@ class _LaplacianSmoothed(Optimizer):
                 rows.append(self._scalars(group, state["step"]))
             grads = [p.grad for p in params]
             hyper = {key: group[key] for key in self._hyper}
-            if not self._use_fused(group["fused"], params[0].device):
+            if not compiled_step_wanted(self, group["fused"], params[0].device.type):
                 type(self)._update(params, grads, *buffers, tuple(smoothed), rows, **hyper)
                 continue
             scalars = torch.tensor(rows, dtype=torch.float64, device=params[0].device)
@@ -251,9 +250,6 @@ class _LaplacianSmoothed(Optimizer):
                                        **hyper)  # fmt: skip
         return loss
 
-    def _use_fused(self, fused: bool | None, device: torch.device) -> bool:
-        return not self._compile_failed and compiled_step_wanted(self, fused, device.type)
-
     def _try_fused(self, part, own_call, *args) -> bool:
         """Runs the compiled update of ``part``, or returns False if it cannot be compiled;
         then nothing of ``part`` has changed and the caller runs the eager update.
@@ -265,20 +261,14 @@ class _LaplacianSmoothed(Optimizer):
         try:
             update = _compiled(type(self)._update, dynamic=own_call)
         except Exception as error:  # torch.compile refused (this Python, say): nothing ran
-            return self._compile_failure(error)
+            compile_failed(self, "the fused update", error)
+            return False
         try:
             self._fused_update(update, part, *args)
         except _compile_errors() as error:
-            return self._compile_failure(error)
+            compile_failed(self, "the fused update", error)
+            return False
         return True
-
-    def _compile_failure(self, error: Exception) -> bool:
-        self._compile_failed = True
-        reason = f"{type(error).__name__}: {(str(error).strip() or '?').splitlines()[0]}"
-        fused_fallback_notice(self, "compile", f"{type(self).__name__}: compiling the fused "
-                              f"update failed ({reason[:300]}); the eager update is used from "
-                              "now on (pass fused=False to skip the compilation)")  # fmt: skip
-        return False
 
     def _fused_update(self, update, part, params, grads, buffers, smoothed, scalars, hyper):
         """The compiled update of the tensors ``part`` (indices into ``params``).
